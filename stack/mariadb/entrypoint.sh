@@ -1,0 +1,155 @@
+#!/bin/bash
+# MariaDB entrypoint for both roles.
+#
+# First start (empty data directory):
+#   primary: initialise, create the users and the application schema.
+#   replica: initialise, create the same users, copy the application data from the primary with a
+#            consistent mariadb-dump that records its GTID position, then replicate from there.
+# A replica whose volume is wiped therefore re-seeds itself and catches up with no manual step.
+# Initialisation runs on a socket-only server without binary logging, so none of it is replicated
+# and both servers' GTID histories start clean. A data directory without the completion marker was
+# left by an interrupted first start and is initialised again.
+#
+# Environment: DB_ROLE (primary|replica), DB_SERVER_ID, DB_PRIMARY_HOST (replica only).
+# Secrets (files, mode 0600): /run/secrets/{root,app,repl,exporter}_password.
+set -euo pipefail
+
+ROLE=${DB_ROLE:?DB_ROLE must be primary or replica}
+SERVER_ID=${DB_SERVER_ID:?DB_SERVER_ID must be set}
+PRIMARY=${DB_PRIMARY_HOST:-db_master}
+DATADIR=/var/lib/mysql
+MARKER=$DATADIR/.hastack-initialized
+SOCK=/run/mysqld/init.sock
+
+log() { printf '%s entrypoint[%s]: %s\n' "$(date -u +%FT%TZ)" "$ROLE" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+secret() {
+	local f=/run/secrets/$1
+	[ -s "$f" ] || die "secret $f is missing or empty: the secrets-init service generates it (docker compose up secrets-init)"
+	cat "$f"
+}
+
+case "$ROLE" in primary | replica) ;; *) die "DB_ROLE=$ROLE: want primary or replica" ;; esac
+
+ROOT_PW=$(secret root_password)
+APP_PW=$(secret app_password)
+REPL_PW=$(secret repl_password)
+EXPORTER_PW=$(secret exporter_password)
+
+args=(--user=mysql --datadir="$DATADIR" --server-id="$SERVER_ID" --report-host="$(hostname)")
+if [ "$ROLE" = primary ]; then
+	args+=(--rpl-semi-sync-master-enabled=ON)
+else
+	args+=(--read-only=ON --rpl-semi-sync-master-enabled=OFF)
+fi
+
+# sql_quote escapes a value for a single-quoted SQL string literal.
+sql_quote() { printf "%s" "$1" | sed "s/\\\\/\\\\\\\\/g; s/'/\\\\'/g"; }
+
+users_sql() {
+	local hc_pw=$1
+	cat <<-EOF
+		SET sql_log_bin = 0;
+		DELETE FROM mysql.global_priv WHERE User IN ('', 'mysql') OR (User = 'root' AND Host <> 'localhost');
+		FLUSH PRIVILEGES;
+		ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('$(sql_quote "$ROOT_PW")');
+		CREATE USER 'app'@'%' IDENTIFIED BY '$(sql_quote "$APP_PW")';
+		CREATE USER 'repl'@'%' IDENTIFIED BY '$(sql_quote "$REPL_PW")';
+		CREATE USER 'exporter'@'%' IDENTIFIED BY '$(sql_quote "$EXPORTER_PW")' WITH MAX_USER_CONNECTIONS 3;
+		CREATE USER 'healthcheck'@'localhost' IDENTIFIED BY '$(sql_quote "$hc_pw")';
+		-- the application: reads and writes its own schema, nothing else
+		GRANT SELECT, INSERT, UPDATE, DELETE ON app.* TO 'app'@'%';
+		-- replication, and the consistent dump a new replica seeds itself from
+		GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD ON *.* TO 'repl'@'%';
+		-- mysqld_exporter
+		GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, SELECT ON *.* TO 'exporter'@'%';
+		-- the container healthcheck: liveness and replication state only
+		GRANT SLAVE MONITOR ON *.* TO 'healthcheck'@'localhost';
+		FLUSH PRIVILEGES;
+	EOF
+}
+
+app_schema_sql() {
+	cat <<-'EOF'
+		SET sql_log_bin = 0;
+		CREATE DATABASE IF NOT EXISTS app CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+		CREATE TABLE IF NOT EXISTS app.visits (
+		  id         BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+		  server     VARCHAR(32)     NOT NULL,
+		  client     VARCHAR(64)     NOT NULL DEFAULT '',
+		  visited_at TIMESTAMP(6)    NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+		  KEY visited_at (visited_at)
+		) ENGINE=InnoDB;
+	EOF
+}
+
+start_temp_server() {
+	mariadbd --user=mysql --datadir="$DATADIR" --skip-networking --socket="$SOCK" \
+		--skip-log-bin --skip-slave-start --server-id="$SERVER_ID" &
+	TEMP_PID=$!
+	for _ in $(seq 1 60); do
+		mariadb-admin --socket="$SOCK" -uroot ping >/dev/null 2>&1 && return 0
+		kill -0 "$TEMP_PID" 2>/dev/null || die "temporary server exited during initialisation"
+		sleep 1
+	done
+	die "temporary server did not answer within 60 s"
+}
+
+stop_temp_server() {
+	kill "$TEMP_PID"
+	wait "$TEMP_PID" || true
+}
+
+wait_for_primary() {
+	local deadline=$((SECONDS + 300))
+	until MYSQL_PWD=$REPL_PW mariadb-admin -h "$PRIMARY" -u repl --connect-timeout=2 ping >/dev/null 2>&1; do
+		((SECONDS < deadline)) || die "primary $PRIMARY not reachable as repl after 300 s; check db_master's logs"
+		sleep 2
+	done
+}
+
+seed_from_primary() {
+	wait_for_primary
+	local dbs
+	dbs=$(MYSQL_PWD=$REPL_PW mariadb -h "$PRIMARY" -u repl -N -B -e \
+		"SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ('mysql','information_schema','performance_schema','sys')")
+	[ -n "$dbs" ] || die "primary has no application schema to copy"
+	log "seeding from $PRIMARY: $(echo $dbs)"
+	# --master-data=1 with --gtid writes SET GLOBAL gtid_slave_pos to the dump's snapshot position.
+	# shellcheck disable=SC2086
+	MYSQL_PWD=$REPL_PW mariadb-dump -h "$PRIMARY" -u repl --single-transaction --master-data=1 --gtid \
+		--routines --events --triggers --hex-blob --default-character-set=utf8mb4 --databases $dbs \
+		| mariadb --socket="$SOCK" -uroot --init-command='SET sql_log_bin=0'
+	mariadb --socket="$SOCK" -uroot <<-EOF
+		CHANGE MASTER TO MASTER_HOST='$(sql_quote "$PRIMARY")', MASTER_PORT=3306, MASTER_USER='repl',
+		  MASTER_PASSWORD='$(sql_quote "$REPL_PW")', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=5;
+	EOF
+	log "seeded at gtid_slave_pos $(mariadb --socket="$SOCK" -uroot -N -B -e 'SELECT @@gtid_slave_pos')"
+}
+
+initialise() {
+	log "initialising $DATADIR"
+	find "$DATADIR" -mindepth 1 -delete
+	chown mysql:mysql "$DATADIR"
+	mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal >/dev/null
+	start_temp_server
+	local hc_pw
+	hc_pw=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+	users_sql "$hc_pw" | mariadb --socket="$SOCK" -uroot
+	if [ "$ROLE" = primary ]; then
+		app_schema_sql | MYSQL_PWD=$ROOT_PW mariadb --socket="$SOCK" -uroot
+	else
+		MYSQL_PWD=$ROOT_PW
+		export MYSQL_PWD
+		seed_from_primary
+		unset MYSQL_PWD
+	fi
+	(umask 077 && printf '[client]\nuser=healthcheck\npassword=%s\nsocket=/run/mysqld/mysqld.sock\n' "$hc_pw" >"$DATADIR/.healthcheck.cnf")
+	stop_temp_server
+	touch "$MARKER"
+	log "initialised"
+}
+
+[ -f "$MARKER" ] || initialise
+exec mariadbd "${args[@]}"

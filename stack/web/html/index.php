@@ -1,0 +1,79 @@
+<?php
+// The load-balanced page: says which server answered, records the visit on the primary, reads
+// the visit back from the replica and reports how far the replica is behind.
+// ?format=json returns the same facts for scripts and tests.
+require __DIR__ . '/db.php';
+
+$server = server_name();
+$result = ['server' => $server, 'visit_id' => null, 'visits' => null,
+           'read_from' => null, 'replica_in_sync' => null, 'primary_gtid' => null,
+           'replica_gtid' => null, 'errors' => []];
+$status = 200;
+
+try {
+    $primary = db_connect(getenv('DB_PRIMARY_HOST') ?: 'db_master');
+    $stmt = $primary->prepare('INSERT INTO visits (server, client) VALUES (?, ?)');
+    $client = substr($_SERVER['REMOTE_ADDR'] ?? '', 0, 64);
+    $stmt->bind_param('ss', $server, $client);
+    $stmt->execute();
+    $result['visit_id'] = $primary->insert_id;
+    $result['primary_gtid'] = $primary->query('SELECT @@gtid_binlog_pos')->fetch_row()[0];
+} catch (Throwable $e) {
+    $status = 503;
+    $result['errors'][] = 'primary: ' . $e->getMessage();
+}
+
+$reader = null;
+try {
+    $reader = db_connect(getenv('DB_REPLICA_HOST') ?: 'db_slave');
+    $result['read_from'] = 'replica';
+    $result['replica_gtid'] = $reader->query('SELECT @@gtid_slave_pos')->fetch_row()[0];
+    if ($result['primary_gtid'] !== null) {
+        $result['replica_in_sync'] = $result['replica_gtid'] === $result['primary_gtid'];
+    }
+} catch (Throwable $e) {
+    $result['errors'][] = 'replica: ' . $e->getMessage();
+    $reader = $primary ?? null;
+    $result['read_from'] = $reader ? 'primary' : null;
+}
+if ($reader) {
+    try {
+        $result['visits'] = (int) $reader->query('SELECT COUNT(*) FROM visits')->fetch_row()[0];
+    } catch (Throwable $e) {
+        $result['errors'][] = 'read: ' . $e->getMessage();
+    }
+}
+
+http_response_code($status);
+header('Cache-Control: no-store');
+header('X-Served-By: ' . $server);
+
+if (($_GET['format'] ?? '') === 'json') {
+    header('Content-Type: application/json');
+    echo json_encode($result, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES), "\n";
+    exit;
+}
+
+$h = fn($v) => htmlspecialchars((string) $v, ENT_QUOTES);
+$sync = match ($result['replica_in_sync']) {
+    true => 'in sync (GTID ' . $h($result['replica_gtid']) . ')',
+    false => 'behind: primary at ' . $h($result['primary_gtid']) . ', replica at ' . $h($result['replica_gtid']),
+    default => 'unknown',
+};
+?>
+<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title><?= $h($server) ?></title></head>
+<body>
+<h1><?= $h($server) ?></h1>
+<p>This page was served by <strong><?= $h($server) ?></strong>.</p>
+<ul>
+  <li>Visit recorded on the primary: #<?= $h($result['visit_id'] ?? '-') ?></li>
+  <li>Visits read from the <?= $h($result['read_from'] ?? 'database') ?>: <?= $h($result['visits'] ?? '-') ?></li>
+  <li>Replication: <?= $sync ?></li>
+</ul>
+<?php foreach ($result['errors'] as $err): ?>
+<p class="error">Database problem: <?= $h($err) ?></p>
+<?php endforeach; ?>
+</body>
+</html>
