@@ -1,0 +1,253 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Host ports of the stack under test: away from the defaults so the suite does not clash with
+// a stack a user runs on 80/443.
+const (
+	httpPort       = "18080"
+	httpsPort      = "18443"
+	prometheusPort = "19090"
+	grafanaPort    = "13000"
+	tlsHostnames   = "ha.example.test,192.0.2.10"
+)
+
+// project is the compose project of the stack under test. It runs beside a user's own "hastack"
+// stack without touching it: its own project name, host ports, and container names prefixed
+// with "e2e-" (docker-compose.override.yml in the copy). docker-compose.yml's seed names
+// (web1, db_slave, ...) are checked by TestComposeKeepsSeedNamesAndExposesOnlyWhatUsersAskFor.
+const (
+	project = "hastack-e2e"
+	prefix  = "e2e-"
+	network = project + "_default"
+)
+
+// stack is the HA stack under test: a copy of ../stack in a temporary directory, so the suite
+// never touches the working tree's secrets or .env.
+type stack struct {
+	dir      string
+	profiles string
+}
+
+// c returns the container name of a service of the stack under test.
+func c(service string) string { return prefix + service }
+
+// requireTools fails the test run with what to install when a prerequisite is missing.
+func requireTools() error {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return fmt.Errorf("docker not found: install Docker Engine (Debian: apt-get install docker.io)")
+	}
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		return fmt.Errorf("docker engine unreachable (%s): start it (systemctl start docker)", strings.TrimSpace(string(out)))
+	}
+	out, err := exec.Command("docker", "compose", "version", "--short").CombinedOutput()
+	if err != nil || !strings.HasPrefix(strings.TrimPrefix(strings.TrimSpace(string(out)), "v"), "2.") {
+		return fmt.Errorf("docker compose v2 not found (%s): run scripts/bootstrap", strings.TrimSpace(string(out)))
+	}
+	for _, img := range []string{"debian:trixie-slim", "golang:1.26-trixie"} {
+		if exec.Command("docker", "image", "inspect", img).Run() != nil {
+			return fmt.Errorf("base image %s missing: run scripts/bootstrap", img)
+		}
+	}
+	return nil
+}
+
+// newStack copies ../stack without generated state.
+func newStack() (*stack, error) {
+	dir, err := os.MkdirTemp("", "hastack-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	dst := filepath.Join(dir, "stack")
+	if out, err := exec.Command("cp", "-a", "../stack", dst).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copy stack: %v: %s", err, out)
+	}
+	for _, generated := range []string{".env", "secrets/db", "secrets/web", "secrets/grafana", "secrets/mysql_exporter"} {
+		os.RemoveAll(filepath.Join(dst, generated))
+	}
+	matches, _ := filepath.Glob(filepath.Join(dst, "nginx/ssl/nginx.*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
+	var override strings.Builder
+	override.WriteString("# Written by the e2e suite: container names that do not clash with a user's stack.\nservices:\n")
+	for _, svc := range append(slices.Clone(longRunning), "secrets-init", "grafana") {
+		fmt.Fprintf(&override, "  %s:\n    container_name: %s\n", svc, c(svc))
+	}
+	if err := os.WriteFile(filepath.Join(dst, "docker-compose.override.yml"), []byte(override.String()), 0o644); err != nil {
+		return nil, err
+	}
+	s := &stack{dir: dst}
+	// Upstream-only images run only where they are present (see the "upstream" profile).
+	if exec.Command("docker", "image", "inspect", "grafana/grafana:12.1.1").Run() == nil {
+		s.profiles = "upstream"
+	}
+	return s, nil
+}
+
+func (s *stack) env() []string {
+	return append(os.Environ(),
+		"COMPOSE_PROJECT_NAME="+project, "COMPOSE_PROFILES="+s.profiles,
+		"HTTP_PORT="+httpPort, "HTTPS_PORT="+httpsPort,
+		"PROMETHEUS_PORT="+prometheusPort, "GRAFANA_PORT="+grafanaPort,
+		"WEB_BIND=127.0.0.1", "GRAFANA_BIND=127.0.0.1", "PROMETHEUS_BIND=127.0.0.1",
+		"TLS_HOSTNAMES="+tlsHostnames,
+	)
+}
+
+// run runs a command in the stack directory and returns its combined output.
+func (s *stack) run(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = s.dir
+	cmd.Env = s.env()
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Run()
+	if err != nil {
+		return buf.String(), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, tail(buf.String(), 40))
+	}
+	return buf.String(), nil
+}
+
+func (s *stack) compose(ctx context.Context, args ...string) (string, error) {
+	return s.run(ctx, "docker", append([]string{"compose"}, args...)...)
+}
+
+// secret reads a generated secret, e.g. "db/root_password".
+func (s *stack) secret(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dir, "secrets", name))
+	if err != nil {
+		t.Fatalf("read secret %s: %v", name, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// sql runs statements with the mariadb client inside a database service as user/password.
+func (s *stack) sql(ctx context.Context, service, user, password, statements string) (string, error) {
+	return s.run(ctx, "docker", "exec", "-e", "MYSQL_PWD="+password, c(service),
+		"mariadb", "-u", user, "-N", "-B", "-e", statements)
+}
+
+func (s *stack) rootSQL(t testing.TB, ctx context.Context, service, statements string) string {
+	t.Helper()
+	out, err := s.sql(ctx, service, "root", s.secret(t, "db/root_password"), statements)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+type psEntry struct {
+	Name    string `json:"Name"`
+	Service string `json:"Service"`
+	State   string `json:"State"`
+	Health  string `json:"Health"`
+}
+
+// ps lists the project's containers (all states).
+func (s *stack) ps(ctx context.Context) ([]psEntry, error) {
+	out, err := s.compose(ctx, "ps", "-a", "--format", "json")
+	if err != nil {
+		return nil, err
+	}
+	var entries []psEntry
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var e psEntry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			return nil, fmt.Errorf("parse compose ps line %q: %w", line, err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// health returns a service's health status ("healthy", "starting", ...) or its state.
+func health(ctx context.Context, service string) string {
+	out, err := exec.CommandContext(ctx, "docker", "inspect", "--format",
+		"{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}", c(service)).Output()
+	if err != nil {
+		return "absent"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// waitHealthy waits until every named service reports healthy.
+func waitHealthy(ctx context.Context, timeout time.Duration, containers ...string) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var bad []string
+		for _, c := range containers {
+			if h := health(ctx, c); h != "healthy" {
+				bad = append(bad, c+"="+h)
+			}
+		}
+		if len(bad) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not healthy after %v: %s", timeout, strings.Join(bad, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// eventually polls cond every interval until it returns nil or timeout passes.
+func eventually(timeout, interval time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %v: %w", timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// httpsClient trusts any certificate (the stack's is self-signed) and keeps connections alive.
+func httpsClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{InsecureSkipVerify: true},
+			MaxIdleConnsPerHost: 100,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func siteURL(path string) string { return "https://127.0.0.1:" + httpsPort + path }
+
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}

@@ -1,0 +1,647 @@
+//go:build e2e
+
+// End-to-end tests of the HA stack: each claim of the seed README, against the real stack built
+// and started here from nothing, then torn down. Run with: go test -tags e2e -v -timeout 60m ./e2e/
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hastack/hastack/internal/loadgen"
+)
+
+var st *stack
+
+// services that run continuously, with the container name the seed README uses.
+var longRunning = []string{
+	"nginx", "web1", "web2", "db_master", "db_slave", "prometheus", "alertmanager",
+	"node_exporter", "mysql_exporter", "nginx_exporter", "cadvisor",
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if err := requireTools(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: FAIL: prerequisite missing:", err)
+		return 1
+	}
+	ctx := context.Background()
+	// A stack left by an interrupted run of this suite is the suite's own: remove it.
+	if out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+project).Output(); len(strings.TrimSpace(string(out))) > 0 {
+		fmt.Fprintln(os.Stderr, "e2e: removing the", project, "stack left by an earlier run")
+		if out, err := exec.Command("docker", "compose", "-p", project, "down", "-v", "--remove-orphans").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: FAIL: remove leftover stack: %v\n%s", err, out)
+			return 1
+		}
+	}
+	var err error
+	st, err = newStack()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: FAIL:", err)
+		return 1
+	}
+	defer os.RemoveAll(st.dir)
+	if st.profiles == "" {
+		fmt.Fprintln(os.Stderr, "e2e: NOTE: grafana/grafana image not present: the \"upstream\" profile (Grafana) is off; "+
+			"its provisioning is checked statically and every dashboard query runs against Prometheus instead")
+	}
+	start := time.Now()
+	fmt.Fprintln(os.Stderr, "e2e: building and starting the stack in", st.dir)
+	if _, err := st.compose(ctx, "up", "-d", "--build"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: FAIL: docker compose up:", err)
+		dumpLogs(ctx)
+		st.compose(ctx, "down", "-v", "--remove-orphans")
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		dumpLogs(ctx)
+	}
+	if _, err := st.compose(ctx, "down", "-v", "--remove-orphans"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: teardown:", err)
+	}
+	fmt.Fprintf(os.Stderr, "e2e: done in %v\n", time.Since(start).Round(time.Second))
+	return code
+}
+
+func dumpLogs(ctx context.Context) {
+	out, _ := st.compose(ctx, "ps", "-a")
+	fmt.Fprintln(os.Stderr, out)
+	out, _ = st.compose(ctx, "logs", "--no-color", "--tail", "30")
+	fmt.Fprintln(os.Stderr, out)
+}
+
+func TestStack(t *testing.T) {
+	ctx := context.Background()
+	steps := []struct {
+		name string
+		fn   func(*testing.T, context.Context)
+	}{
+		{"every service is up and healthy", testServicesHealthy},
+		{"responses alternate between Webserver1 and Webserver2", testRoundRobin},
+		{"HTTP redirects to HTTPS", testRedirect},
+		{"TLS 1.2 and 1.3 only with HSTS and the expected SAN", testTLS},
+		{"replica reports IO Yes, SQL Yes, no lag", testReplicationStatus},
+		{"a visit written through the page is on the replica within 1s", testReadYourWriteOnReplica},
+		{"the app user cannot write on the replica", testReplicaReadOnly},
+		{"every Prometheus target is up", testTargetsUp},
+		{"every dashboard panel query returns data", testDashboardQueries},
+		{"no failed request when web1 stops and starts under load", testBackendStopUnderLoad},
+		{"web1 recreated with a new address gets traffic again", testBackendNewAddress},
+		{"a user's own certificate in nginx/ssl is used", testUserCertificate},
+		{"a replica with a wiped volume re-seeds and catches up", testReplicaReseed},
+		{"docker compose down -v removes everything", testDownRemovesEverything},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, func(t *testing.T) { s.fn(t, ctx) }) && s.name == steps[0].name {
+			t.Fatal("the stack did not come up: the remaining steps cannot run")
+		}
+	}
+}
+
+func testServicesHealthy(t *testing.T, ctx context.Context) {
+	if err := waitHealthy(ctx, 6*time.Minute, longRunning...); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := st.ps(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]psEntry{}
+	for _, e := range entries {
+		seen[e.Service] = e
+	}
+	for _, name := range longRunning {
+		e, ok := seen[name]
+		if !ok {
+			t.Errorf("%s: not in docker compose ps", name)
+			continue
+		}
+		if e.State != "running" || e.Health != "healthy" {
+			t.Errorf("%s: state %q health %q, want running/healthy", name, e.State, e.Health)
+		}
+	}
+	if e := seen["secrets-init"]; e.State != "exited" {
+		t.Errorf("secrets-init: state %q, want exited (one-shot)", e.State)
+	}
+	// The seed's check, as written: every service "Up".
+	out, err := st.run(ctx, "docker-compose", "ps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range longRunning {
+		if !strings.Contains(lineOf(out, c(name)), "Up") {
+			t.Errorf("docker-compose ps: %s not Up:\n%s", name, out)
+		}
+	}
+}
+
+func lineOf(out, name string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			return l
+		}
+	}
+	return ""
+}
+
+func testRoundRobin(t *testing.T, ctx context.Context) {
+	c := httpsClient(10 * time.Second)
+	var got []string
+	for range 20 {
+		resp, err := c.Get(siteURL("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		switch {
+		case strings.Contains(string(body), "Webserver1"):
+			got = append(got, "Webserver1")
+		case strings.Contains(string(body), "Webserver2"):
+			got = append(got, "Webserver2")
+		default:
+			t.Fatalf("page names neither server: %s", body)
+		}
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] == got[i-1] {
+			t.Fatalf("request %d and %d both served by %s; sequence: %v", i, i+1, got[i], got)
+		}
+	}
+	t.Logf("sequence: %v", got)
+}
+
+func testRedirect(t *testing.T, ctx context.Context) {
+	c := httpsClient(10 * time.Second)
+	resp, err := c.Get("http://127.0.0.1:" + httpPort + "/some/page?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := "https://127.0.0.1:" + httpsPort + "/some/page?x=1"
+	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != want {
+		t.Fatalf("got %d Location %q, want 301 to %q", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+}
+
+func handshake(version uint16) (*tls.ConnectionState, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", "127.0.0.1:"+httpsPort,
+		&tls.Config{InsecureSkipVerify: true, MinVersion: version, MaxVersion: version, ServerName: "localhost"})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	cs := conn.ConnectionState()
+	return &cs, nil
+}
+
+func testTLS(t *testing.T, ctx context.Context) {
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		if _, err := handshake(v); err == nil {
+			t.Errorf("%s handshake succeeded; want it refused", tls.VersionName(v))
+		}
+	}
+	var cert *x509.Certificate
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		cs, err := handshake(v)
+		if err != nil {
+			t.Errorf("%s handshake: %v", tls.VersionName(v), err)
+			continue
+		}
+		cert = cs.PeerCertificates[0]
+	}
+	if cert == nil {
+		t.FailNow()
+	}
+	for _, name := range []string{"localhost", "ha.example.test"} {
+		if !slices.Contains(cert.DNSNames, name) {
+			t.Errorf("certificate DNS SANs %v lack %s", cert.DNSNames, name)
+		}
+	}
+	var ips []string
+	for _, ip := range cert.IPAddresses {
+		ips = append(ips, ip.String())
+	}
+	for _, ip := range []string{"127.0.0.1", "192.0.2.10"} {
+		if !slices.Contains(ips, ip) {
+			t.Errorf("certificate IP SANs %v lack %s", ips, ip)
+		}
+	}
+	resp, err := httpsClient(10 * time.Second).Get(siteURL("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if hsts := resp.Header.Get("Strict-Transport-Security"); !strings.Contains(hsts, "max-age=") {
+		t.Errorf("Strict-Transport-Security = %q, want max-age", hsts)
+	}
+}
+
+// slaveStatus returns SHOW SLAVE STATUS\G of db_slave as a map.
+func slaveStatus(t *testing.T, ctx context.Context) map[string]string {
+	t.Helper()
+	out, err := st.run(ctx, "docker", "exec", "-e", "MYSQL_PWD="+st.secret(t, "db/root_password"),
+		c("db_slave"), "mysql", "-u", "root", "-e", `SHOW SLAVE STATUS\G`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ": "); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func testReplicationStatus(t *testing.T, ctx context.Context) {
+	var s map[string]string
+	err := eventually(30*time.Second, time.Second, func() error {
+		s = slaveStatus(t, ctx)
+		if s["Slave_IO_Running"] != "Yes" || s["Slave_SQL_Running"] != "Yes" || s["Seconds_Behind_Master"] != "0" {
+			return fmt.Errorf("IO %q SQL %q lag %q", s["Slave_IO_Running"], s["Slave_SQL_Running"], s["Seconds_Behind_Master"])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s["Using_Gtid"] != "Slave_Pos" {
+		t.Errorf("Using_Gtid = %q, want Slave_Pos (GTID replication)", s["Using_Gtid"])
+	}
+	semi := st.rootSQL(t, ctx, "db_master", "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='Rpl_semi_sync_master_status'")
+	if semi != "ON" {
+		t.Errorf("semi-sync on the primary: %q, want ON", semi)
+	}
+}
+
+type pageResult struct {
+	Server        string   `json:"server"`
+	VisitID       int64    `json:"visit_id"`
+	Visits        int64    `json:"visits"`
+	ReadFrom      string   `json:"read_from"`
+	ReplicaInSync *bool    `json:"replica_in_sync"`
+	Errors        []string `json:"errors"`
+}
+
+func fetchPage(t *testing.T) pageResult {
+	t.Helper()
+	resp, err := httpsClient(10 * time.Second).Get(siteURL("/?format=json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p pageResult
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || len(p.Errors) > 0 {
+		t.Fatalf("status %d errors %v", resp.StatusCode, p.Errors)
+	}
+	return p
+}
+
+func testReadYourWriteOnReplica(t *testing.T, ctx context.Context) {
+	p := fetchPage(t)
+	if p.VisitID == 0 || p.ReadFrom != "replica" {
+		t.Fatalf("page: %+v; want a visit id and reads from the replica", p)
+	}
+	start := time.Now()
+	err := eventually(time.Second, 50*time.Millisecond, func() error {
+		got := st.rootSQL(t, ctx, "db_slave", fmt.Sprintf("SELECT server FROM app.visits WHERE id=%d", p.VisitID))
+		if got != p.Server {
+			return fmt.Errorf("visit %d not on the replica yet", p.VisitID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("visit %d by %s readable on the replica after %v", p.VisitID, p.Server, time.Since(start).Round(time.Millisecond))
+}
+
+func testReplicaReadOnly(t *testing.T, ctx context.Context) {
+	appPW := st.secret(t, "db/app_password")
+	out, err := st.sql(ctx, "db_slave", "app", appPW, "INSERT INTO app.visits (server) VALUES ('intruder')")
+	if err == nil || !strings.Contains(out, "read-only") {
+		t.Fatalf("insert as app on the replica: err=%v out=%s; want a read-only error", err, out)
+	}
+	if _, err := st.sql(ctx, "db_slave", "app", appPW, "SELECT COUNT(*) FROM app.visits"); err != nil {
+		t.Fatalf("app cannot read on the replica: %v", err)
+	}
+	if _, err := st.sql(ctx, "db_master", "app", appPW, "CREATE TABLE app.t (i INT)"); err == nil {
+		t.Fatal("app created a table on the primary; want only SELECT/INSERT/UPDATE/DELETE")
+	}
+}
+
+type promTarget struct {
+	Labels    map[string]string `json:"labels"`
+	Health    string            `json:"health"`
+	LastError string            `json:"lastError"`
+}
+
+func promGet(path string, v any) error {
+	resp, err := http.Get("http://127.0.0.1:" + prometheusPort + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("prometheus %s: %d %s", path, resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func testTargetsUp(t *testing.T, ctx context.Context) {
+	wantJobs := []string{"prometheus", "alertmanager", "node", "mysql", "mysql_exporter", "nginx", "cadvisor"}
+	err := eventually(90*time.Second, 2*time.Second, func() error {
+		var r struct {
+			Data struct {
+				ActiveTargets []promTarget `json:"activeTargets"`
+			} `json:"data"`
+		}
+		if err := promGet("/api/v1/targets", &r); err != nil {
+			return err
+		}
+		jobs := map[string]int{}
+		var down []string
+		for _, tg := range r.Data.ActiveTargets {
+			jobs[tg.Labels["job"]]++
+			if tg.Health != "up" {
+				down = append(down, fmt.Sprintf("%s/%s: %s %s", tg.Labels["job"], tg.Labels["instance"], tg.Health, tg.LastError))
+			}
+		}
+		for _, j := range wantJobs {
+			if jobs[j] == 0 {
+				down = append(down, j+": no target")
+			}
+		}
+		if jobs["mysql"] != 2 {
+			down = append(down, fmt.Sprintf("mysql: %d targets, want 2 (db_master, db_slave)", jobs["mysql"]))
+		}
+		if len(down) > 0 {
+			return fmt.Errorf("%s", strings.Join(down, "; "))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testDashboardQueries(t *testing.T, ctx context.Context) {
+	panels, err := loadDashboardPanels("../stack/grafana/dashboards")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(panels) == 0 {
+		t.Fatal("no dashboard panels found")
+	}
+	// Traffic so that rates over the last minutes are not empty.
+	if _, err := loadgen.Run(ctx, loadgen.Options{URL: siteURL("/"), Concurrency: 4, Duration: 5 * time.Second,
+		Client: httpsClient(10 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range panels {
+		for _, expr := range p.Exprs {
+			q := grafanaToPromQL(expr)
+			err := eventually(2*time.Minute, 5*time.Second, func() error {
+				var r struct {
+					Status string `json:"status"`
+					Data   struct {
+						Result []json.RawMessage `json:"result"`
+					} `json:"data"`
+				}
+				if err := promGet("/api/v1/query?query="+urlQueryEscape(q), &r); err != nil {
+					return err
+				}
+				if len(r.Data.Result) == 0 {
+					return fmt.Errorf("no data")
+				}
+				return nil
+			})
+			if err != nil {
+				t.Errorf("%s / %q: %s: %v", p.Dashboard, p.Title, q, err)
+			}
+		}
+	}
+}
+
+func testBackendStopUnderLoad(t *testing.T, ctx context.Context) {
+	type result struct {
+		res *loadgen.Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := loadgen.Run(ctx, loadgen.Options{
+			URL: siteURL("/"), Concurrency: 50, Duration: 20 * time.Second,
+			Client: httpsClient(15 * time.Second), ServerHeader: "X-Served-By",
+		})
+		done <- result{r, err}
+	}()
+	time.Sleep(4 * time.Second)
+	if _, err := st.run(ctx, "docker", "stop", c("web1")); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	time.Sleep(5 * time.Second)
+	if _, err := st.run(ctx, "docker", "start", c("web1")); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	res := r.res
+	t.Logf("%d requests in %v (%.0f/s), p99 %v, served %v, failures %d",
+		res.Requests, res.Elapsed.Round(time.Millisecond), res.RequestsPerSecond(), res.Percentile(0.99), res.Served, len(res.Failures))
+	if res.Requests < 500 {
+		t.Errorf("only %d requests: the load did not run", res.Requests)
+	}
+	for i, f := range res.Failures {
+		if i < 10 {
+			t.Errorf("failed request at +%v after stop: %s", f.At.Sub(stopped).Round(time.Millisecond), f.Err)
+		}
+	}
+	if len(res.Failures) > 0 {
+		t.Errorf("%d failed requests, want 0", len(res.Failures))
+	}
+	if last := res.LastServed["Webserver1"]; !last.After(started) {
+		t.Errorf("web1 served nothing after it started again (last at %v, started %v)", last, started)
+	} else {
+		t.Logf("web1 served again %v after docker start", last.Sub(started).Round(time.Millisecond))
+	}
+	if err := waitHealthy(ctx, time.Minute, "web1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func containerIP(ctx context.Context, name string) string {
+	out, _ := exec.CommandContext(ctx, "docker", "inspect", "--format",
+		"{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name).Output()
+	return strings.TrimSpace(string(out))
+}
+
+func testBackendNewAddress(t *testing.T, ctx context.Context) {
+	before := containerIP(ctx, c("web1"))
+	if _, err := st.run(ctx, "docker", "stop", c("web1")); err != nil {
+		t.Fatal(err)
+	}
+	// Take web1's address with a placeholder so that web1 gets another one when it returns.
+	if _, err := st.run(ctx, "docker", "run", "-d", "--name", "e2e-addr-thief", "--network", network,
+		"--ip", before, "debian:trixie-slim", "sleep", "300"); err != nil {
+		t.Fatal(err)
+	}
+	defer st.run(ctx, "docker", "rm", "-f", "e2e-addr-thief")
+	if _, err := st.run(ctx, "docker", "start", c("web1")); err != nil {
+		t.Fatal(err)
+	}
+	after := containerIP(ctx, c("web1"))
+	if after == before || after == "" {
+		t.Fatalf("web1 address %q -> %q: want a new address", before, after)
+	}
+	started := time.Now()
+	c := httpsClient(10 * time.Second)
+	err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+		resp, err := c.Get(siteURL("/healthz.php"))
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "Webserver1") {
+			return fmt.Errorf("served by %s", body)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("web1 at new address %s (was %s) served again %v after start, nginx not restarted", after, before, time.Since(started).Round(time.Millisecond))
+	if err := waitHealthy(ctx, time.Minute, "web1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testUserCertificate(t *testing.T, ctx context.Context) {
+	// The seed README's own command, then a restart of nginx.
+	if _, err := st.run(ctx, "mkdir", "-p", "./nginx/ssl"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.run(ctx, "openssl", "req", "-x509", "-nodes", "-days", "365", "-newkey", "rsa:2048",
+		"-keyout", "./nginx/ssl/nginx.key", "-out", "./nginx/ssl/nginx.crt",
+		"-subj", "/C=KR/ST=Seoul/L=Seoul/O=MyPortfolioProject/OU=IT/CN=localhost"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.compose(ctx, "restart", "nginx"); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitHealthy(ctx, time.Minute, "nginx"); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := handshake(tls.VersionTLS13)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if org := cs.PeerCertificates[0].Subject.Organization; !slices.Equal(org, []string{"MyPortfolioProject"}) {
+		t.Fatalf("served certificate organisation %v, want the user's MyPortfolioProject", org)
+	}
+}
+
+func testReplicaReseed(t *testing.T, ctx context.Context) {
+	if _, err := st.compose(ctx, "rm", "-s", "-f", "db_slave"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.run(ctx, "docker", "volume", "rm", project+"_db_slave_data"); err != nil {
+		t.Fatal(err)
+	}
+	// Writes while the replica is gone must reach it after it re-seeds.
+	for range 5 {
+		fetchPage(t)
+	}
+	if _, err := st.compose(ctx, "up", "-d", "db_slave"); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitHealthy(ctx, 3*time.Minute, "db_slave"); err != nil {
+		t.Fatal(err)
+	}
+	err := eventually(30*time.Second, time.Second, func() error {
+		q := "SELECT CONCAT(COUNT(*), '/', COALESCE(MAX(id),0)) FROM app.visits"
+		primary, replica := st.rootSQL(t, ctx, "db_master", q), st.rootSQL(t, ctx, "db_slave", q)
+		if primary != replica {
+			return fmt.Errorf("primary %s, replica %s (count/max id)", primary, replica)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// New writes flow again.
+	p := fetchPage(t)
+	if err := eventually(5*time.Second, 100*time.Millisecond, func() error {
+		if st.rootSQL(t, ctx, "db_slave", fmt.Sprintf("SELECT COUNT(*) FROM app.visits WHERE id=%d", p.VisitID)) != "1" {
+			return fmt.Errorf("visit %d not replicated", p.VisitID)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := slaveStatus(t, ctx)
+	if s["Slave_IO_Running"] != "Yes" || s["Slave_SQL_Running"] != "Yes" {
+		t.Fatalf("after re-seed: IO %s SQL %s", s["Slave_IO_Running"], s["Slave_SQL_Running"])
+	}
+}
+
+func testDownRemovesEverything(t *testing.T, ctx context.Context) {
+	if _, err := st.compose(ctx, "down", "-v"); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"container", "volume", "network"} {
+		args := []string{kind, "ls", "-q", "--filter", "label=com.docker.compose.project=" + project}
+		if kind == "container" {
+			args = []string{"ps", "-aq", "--filter", "label=com.docker.compose.project=" + project}
+		}
+		out, err := exec.CommandContext(ctx, "docker", args...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left := strings.Fields(string(out)); len(left) > 0 {
+			t.Errorf("%d %ss left after down -v: %v", len(left), kind, left)
+		}
+	}
+}
+
+func urlQueryEscape(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || strings.IndexByte("-_.~", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			b.WriteString("%" + strconv.FormatUint(uint64(c)>>4, 16) + strconv.FormatUint(uint64(c)&15, 16))
+		}
+	}
+	return b.String()
+}
