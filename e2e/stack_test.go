@@ -289,6 +289,20 @@ func testReplicationStatus(t *testing.T, ctx context.Context) {
 	if s["Using_Gtid"] != "Slave_Pos" {
 		t.Errorf("Using_Gtid = %q, want Slave_Pos (GTID replication)", s["Using_Gtid"])
 	}
+	// The seed README's interactive check, as written: a terminal, the password typed at the prompt.
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Fatal("script(1) not found: install util-linux (it gives the seed's docker exec -it a terminal)")
+	}
+	typed := fmt.Sprintf("(sleep 2; echo %q; sleep 2; printf 'SHOW SLAVE STATUS\\G\n'; sleep 2; echo exit)", st.secret(t, "db/root_password"))
+	out, err := st.run(ctx, "bash", "-c", typed+" | script -qc 'docker exec -it "+c("db_slave")+" mysql -u root -p' /dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Enter password:", "Slave_IO_Running: Yes", "Slave_SQL_Running: Yes", "Seconds_Behind_Master: 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("docker exec -it db_slave mysql -u root -p: output lacks %q:\n%s", want, out)
+		}
+	}
 	semi := st.rootSQL(t, ctx, "db_master", "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='Rpl_semi_sync_master_status'")
 	if semi != "ON" {
 		t.Errorf("semi-sync on the primary: %q, want ON", semi)
