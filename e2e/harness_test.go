@@ -36,6 +36,7 @@ const (
 	project = "hastack-e2e"
 	prefix  = "e2e-"
 	network = project + "_default"
+	subnet  = "10.213.77.0/24"
 )
 
 // stack is the HA stack under test: a copy of ../stack in a temporary directory, so the suite
@@ -68,16 +69,18 @@ func requireTools() error {
 	return nil
 }
 
-// newStack copies ../stack without generated state.
+// newStack copies ../stack (and ../tools, which it builds from) without generated state.
 func newStack() (*stack, error) {
 	dir, err := os.MkdirTemp("", "hastack-e2e-")
 	if err != nil {
 		return nil, err
 	}
-	dst := filepath.Join(dir, "stack")
-	if out, err := exec.Command("cp", "-a", "../stack", dst).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("copy stack: %v: %s", err, out)
+	for _, d := range []string{"stack", "tools"} {
+		if out, err := exec.Command("cp", "-a", "../"+d, filepath.Join(dir, d)).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("copy %s: %v: %s", d, err, out)
+		}
 	}
+	dst := filepath.Join(dir, "stack")
 	for _, generated := range []string{".env", "secrets/db", "secrets/web", "secrets/grafana", "secrets/mysql_exporter"} {
 		os.RemoveAll(filepath.Join(dst, generated))
 	}
@@ -90,6 +93,9 @@ func newStack() (*stack, error) {
 	for _, svc := range append(slices.Clone(longRunning), "secrets-init", "grafana") {
 		fmt.Fprintf(&override, "  %s:\n    container_name: %s\n", svc, c(svc))
 	}
+	// A subnet of its own, so a test can take a container's address away from it (docker run --ip
+	// needs a user-configured subnet).
+	fmt.Fprintf(&override, "networks:\n  default:\n    ipam:\n      config:\n        - subnet: %s\n", subnet)
 	if err := os.WriteFile(filepath.Join(dst, "docker-compose.override.yml"), []byte(override.String()), 0o644); err != nil {
 		return nil, err
 	}
