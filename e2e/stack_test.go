@@ -105,6 +105,7 @@ func TestStack(t *testing.T) {
 		{"replica reports IO Yes, SQL Yes, no lag", testReplicationStatus},
 		{"a visit written through the page is on the replica within 1s", testReadYourWriteOnReplica},
 		{"the app user cannot write on the replica", testReplicaReadOnly},
+		{"Prometheus and Alertmanager configurations pass promtool and amtool", testMonitoringConfig},
 		{"every Prometheus target is up", testTargetsUp},
 		{"every dashboard panel query returns data", testDashboardQueries},
 		{"no failed request when web1 stops and starts under load", testBackendStopUnderLoad},
@@ -403,6 +404,15 @@ func promGet(path string, v any) error {
 		return fmt.Errorf("prometheus %s: %d %s", path, resp.StatusCode, b)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func testMonitoringConfig(t *testing.T, ctx context.Context) {
+	if out, err := st.run(ctx, "docker", "exec", c("prometheus"), "promtool", "check", "config", "/etc/prometheus/prometheus.yml"); err != nil {
+		t.Errorf("promtool check config: %v\n%s", err, out)
+	}
+	if out, err := st.run(ctx, "docker", "exec", c("alertmanager"), "amtool", "check-config", "/etc/alertmanager/alertmanager.yml"); err != nil {
+		t.Errorf("amtool check-config: %v\n%s", err, out)
+	}
 }
 
 func testTargetsUp(t *testing.T, ctx context.Context) {
