@@ -49,13 +49,15 @@ setup_redirect() {
 	fi
 }
 
-# upstream_conf prints the upstream's server lines for the backends that resolve now.
+# upstream_conf prints the upstream's server lines for the backends that resolve now. A backend
+# that fails is left out of the rotation for 2 s (fail_timeout): short, because a backend that
+# was just started may refuse the first connection before Apache listens.
 upstream_conf() {
 	local b addr found=0
 	for b in $WEB_BACKENDS; do
 		addr=$(getent hosts "$b" | awk 'NR==1 {print $1}') || true
 		if [ -n "$addr" ]; then
-			echo "server $addr:$BACKEND_PORT max_fails=1 fail_timeout=5s; # $b"
+			echo "server $addr:$BACKEND_PORT max_fails=1 fail_timeout=2s; # $b"
 			found=1
 		else
 			echo "# $b: not resolvable (stopped or not created)"
