@@ -1,0 +1,230 @@
+// Package compose drives Docker Compose v2 (the `docker compose` CLI plugin) for one project:
+// validate, describe, build and bring up services. Driving the real CLI, rather than embedding
+// Compose's Go SDK, keeps the agent's behaviour identical to what operators run by hand (the
+// same engine, the same labels, the same `docker compose ps`), works with whichever Compose v2
+// the host has, and keeps BuildKit and its dependency tree out of the agent (see
+// docs/agent.md, "Why the compose CLI").
+package compose
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// RollingLabel on a service puts it in a rolling group: the agent updates the members of a group
+// one at a time, each gated on health, so the group never loses all its instances at once.
+const RollingLabel = "io.hastack.rolling-group"
+
+// Project is one Compose project in a directory.
+type Project struct {
+	Name  string   // compose project name (-p)
+	Dir   string   // project directory: compose files, .env and relative paths resolve here
+	Files []string // compose files relative to Dir; empty means Compose's default lookup
+	// Binary is the docker CLI; "" means "docker" from PATH.
+	Binary string
+	// Output receives the CLI's progress output (nil discards it).
+	Output io.Writer
+}
+
+// Service is a service as the project at Dir defines it.
+type Service struct {
+	Name         string
+	ConfigHash   string // what Compose stamps on the container as com.docker.compose.config-hash
+	RollingGroup string
+	Restart      string
+	// BuildContext is the absolute build context directory ("" for services that use an image).
+	BuildContext string
+	// ContextHash digests the build context's files: a change to a Dockerfile or the code an
+	// image is built from recreates the service even though its configuration did not change.
+	ContextHash string
+}
+
+// Error is a failed compose command, with the tail of what it printed.
+type Error struct {
+	Args   []string
+	Err    error
+	Output string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("docker compose %s: %v: %s", strings.Join(e.Args, " "), e.Err, lastLines(e.Output, 8))
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func (p Project) base() []string {
+	args := []string{"compose", "--project-name", p.Name, "--project-directory", p.Dir}
+	for _, f := range p.Files {
+		args = append(args, "--file", filepath.Join(p.Dir, f))
+	}
+	return args
+}
+
+// run runs `docker compose <args>` in the project and returns its stdout.
+func (p Project) run(ctx context.Context, args ...string) ([]byte, error) {
+	bin := p.Binary
+	if bin == "" {
+		bin = "docker"
+	}
+	cmd := exec.CommandContext(ctx, bin, append(p.base(), args...)...)
+	cmd.Dir = p.Dir
+	var stdout, combined bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&stdout, &combined)
+	stderr := io.Writer(&combined)
+	if p.Output != nil {
+		stderr = io.MultiWriter(&combined, p.Output)
+	}
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return nil, &Error{Args: args, Err: err, Output: combined.String()}
+	}
+	return stdout.Bytes(), nil
+}
+
+// Validate checks the project's compose files (syntax, interpolation, references) without
+// touching any container.
+func (p Project) Validate(ctx context.Context) error {
+	_, err := p.run(ctx, "config", "--quiet")
+	return err
+}
+
+type configJSON struct {
+	Services map[string]struct {
+		Labels  map[string]string `json:"labels"`
+		Restart string            `json:"restart"`
+		Build   *struct {
+			Context    string `json:"context"`
+			Dockerfile string `json:"dockerfile"`
+		} `json:"build"`
+	} `json:"services"`
+}
+
+// Services describes every service the project defines (with the profiles that are active).
+func (p Project) Services(ctx context.Context) ([]Service, error) {
+	raw, err := p.run(ctx, "config", "--format", "json")
+	if err != nil {
+		return nil, err
+	}
+	var cfg configJSON
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("parse compose config: %w", err)
+	}
+	hashes, err := p.run(ctx, "config", "--hash", "*")
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]string{}
+	for _, line := range strings.Split(string(hashes), "\n") {
+		if name, hash, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
+			byName[name] = hash
+		}
+	}
+	var out []Service
+	for name, s := range cfg.Services {
+		svc := Service{Name: name, ConfigHash: byName[name], RollingGroup: s.Labels[RollingLabel], Restart: s.Restart}
+		if s.Build != nil && s.Build.Context != "" {
+			svc.BuildContext = s.Build.Context
+			if !filepath.IsAbs(svc.BuildContext) {
+				svc.BuildContext = filepath.Join(p.Dir, svc.BuildContext)
+			}
+			svc.ContextHash, err = HashTree(svc.BuildContext)
+			if err != nil {
+				return nil, fmt.Errorf("service %s: %w", name, err)
+			}
+		}
+		out = append(out, svc)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Build builds the images of every service that has a build section.
+func (p Project) Build(ctx context.Context) error {
+	_, err := p.run(ctx, "build")
+	return err
+}
+
+// Up creates or recreates the given services (all when none is given) and starts them, without
+// building and without touching their dependencies; containers of services the project no
+// longer defines are removed.
+func (p Project) Up(ctx context.Context, services ...string) error {
+	args := []string{"up", "--detach", "--no-build", "--remove-orphans"}
+	if len(services) > 0 {
+		args = append(args, "--no-deps")
+		args = append(args, services...)
+	}
+	_, err := p.run(ctx, args...)
+	return err
+}
+
+// HashTree digests every file under dir (paths, modes, contents, symlink targets), in a
+// stable order.
+func HashTree(dir string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%o\x00", rel, info.Mode())
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			h.Write([]byte(target))
+		case d.Type().IsRegular():
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+		h.Write([]byte{0})
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("hash build context %s: %w", dir, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// IsCommandError reports whether err came from a compose command that ran and failed (as
+// opposed to, say, a missing docker binary).
+func IsCommandError(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	var exit *exec.ExitError
+	return errors.As(e.Err, &exit)
+}

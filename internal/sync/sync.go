@@ -1,0 +1,625 @@
+// Package sync keeps the host's Docker in the state a git commit describes: it fetches the
+// source, exports the commit as a release directory, plans which services change, applies the
+// plan with Compose (rolling groups one member at a time), waits until every service is healthy,
+// and rolls back to the last good commit when any of that fails. It also notices containers
+// changed by hand (drift) and restores them after a grace period.
+package sync
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/hastack/hastack/internal/compose"
+	"github.com/hastack/hastack/internal/docker"
+)
+
+// Revision is a commit the source resolved.
+type Revision struct {
+	Commit  string
+	Ref     string
+	Subject string
+}
+
+// Source is the git side: what commit the followed ref points to, and its files.
+type Source interface {
+	Fetch(ctx context.Context) (Revision, error)
+	// Export writes the whole tree of commit into dst, which does not exist yet.
+	Export(ctx context.Context, commit, dst string) error
+}
+
+// Stack is one release's compose project.
+type Stack interface {
+	Validate(ctx context.Context) error
+	Services(ctx context.Context) ([]compose.Service, error)
+	Build(ctx context.Context) error
+	Up(ctx context.Context, services ...string) error
+}
+
+// Engine reads the project's containers.
+type Engine interface {
+	ProjectContainers(ctx context.Context, project string) ([]docker.Container, error)
+}
+
+// Events receives what the agent must tell people about (deploy failed, rolled back, drift
+// corrected). The alerting issue delivers them; until then they are logged and counted.
+type Events interface {
+	Event(ctx context.Context, name string, firing bool, labels map[string]string, description string)
+}
+
+// DriftMode says what the agent does with a container changed by hand.
+type DriftMode string
+
+// Drift modes.
+const (
+	DriftRestore DriftMode = "restore"
+	DriftReport  DriftMode = "report"
+	DriftOff     DriftMode = "off"
+)
+
+// Options configure a Reconciler.
+type Options struct {
+	Project       string
+	Subpath       string        // the compose project's directory inside the repository, e.g. "stack"
+	ComposeFiles  []string      // relative to Subpath
+	WorkDir       string        // releases live in WorkDir/<commit>; WorkDir/current links to the applied one
+	Persistent    []string      // paths under Subpath kept across releases (secrets/, .env, ...)
+	HealthTimeout time.Duration // how long a deploy waits for every service to be healthy
+	PollInterval  time.Duration // 0: no polling
+	DriftMode     DriftMode
+	DriftGrace    time.Duration
+	DriftInterval time.Duration
+	History       int
+}
+
+// Reconciler runs deploys and drift correction. Its methods are safe for concurrent use.
+type Reconciler struct {
+	opts     Options
+	src      Source
+	engine   Engine
+	newStack func(dir string) Stack
+	store    *Store
+	events   Events
+	metrics  *Metrics
+	log      *slog.Logger
+
+	trigger chan string
+	// apply serialises everything that changes containers: deploys and drift corrections.
+	apply gosync.Mutex
+
+	mu         gosync.Mutex // guards the fields below
+	state      State
+	status     Status
+	driftSince map[string]time.Time
+}
+
+// Status is what `agent status` shows.
+type Status struct {
+	Project    string        `json:"project"`
+	Ref        string        `json:"ref,omitempty"`
+	Remote     string        `json:"remote_commit,omitempty"`
+	Applied    string        `json:"applied_commit,omitempty"`
+	LastGood   string        `json:"last_good_commit,omitempty"`
+	Bad        string        `json:"bad_commit,omitempty"`
+	BadReason  string        `json:"bad_reason,omitempty"`
+	InProgress string        `json:"in_progress,omitempty"`
+	LastSync   time.Time     `json:"last_sync"`
+	LastResult string        `json:"last_result,omitempty"`
+	LastError  string        `json:"last_error,omitempty"`
+	Services   []ServiceInfo `json:"services"`
+	Drift      []Change      `json:"drift"`
+	History    []Deploy      `json:"history"`
+}
+
+// ServiceInfo is one service's container state.
+type ServiceInfo struct {
+	Service   string `json:"service"`
+	Container string `json:"container"`
+	State     string `json:"state"`
+	Ready     bool   `json:"ready"`
+}
+
+// New makes a Reconciler. newStack opens the compose project of a release directory.
+func New(opts Options, src Source, engine Engine, newStack func(dir string) Stack, store *Store, events Events, metrics *Metrics, log *slog.Logger) (*Reconciler, error) {
+	st, err := store.Load()
+	if err != nil {
+		return nil, err
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	r := &Reconciler{
+		opts: opts, src: src, engine: engine, newStack: newStack, store: store,
+		events: events, metrics: metrics, log: log,
+		trigger: make(chan string, 1), state: st, driftSince: map[string]time.Time{},
+	}
+	r.status.Project = opts.Project
+	return r, nil
+}
+
+// Trigger asks for a sync as soon as possible; triggers that arrive while one is pending merge.
+func (r *Reconciler) Trigger(reason string) {
+	select {
+	case r.trigger <- reason:
+	default:
+	}
+}
+
+// Run syncs at start, then on every trigger and poll tick, and checks for drift, until ctx
+// ends. A deploy in progress when ctx ends is finished or abandoned by its own context: the
+// saved state lets the next start converge.
+func (r *Reconciler) Run(ctx context.Context) error {
+	var poll <-chan time.Time
+	if r.opts.PollInterval > 0 {
+		t := time.NewTicker(r.opts.PollInterval)
+		defer t.Stop()
+		poll = t.C
+	}
+	var driftTick <-chan time.Time
+	if r.opts.DriftMode != DriftOff && r.opts.DriftInterval > 0 {
+		t := time.NewTicker(r.opts.DriftInterval)
+		defer t.Stop()
+		driftTick = t.C
+	}
+	r.SyncOnce(ctx, "start")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case reason := <-r.trigger:
+			r.SyncOnce(ctx, reason)
+		case <-poll:
+			r.SyncOnce(ctx, "poll")
+		case <-driftTick:
+			r.CheckDrift(ctx)
+		}
+	}
+}
+
+// SyncOnce fetches the source and deploys its commit if the host is not on it yet.
+func (r *Reconciler) SyncOnce(ctx context.Context, trigger string) {
+	start := time.Now()
+	err := r.sync(ctx, trigger)
+	r.mu.Lock()
+	r.status.LastSync = start
+	if err != nil {
+		r.status.LastResult, r.status.LastError = "error", err.Error()
+	} else {
+		r.status.LastResult, r.status.LastError = "ok", ""
+	}
+	r.mu.Unlock()
+	r.metrics.syncDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		r.metrics.syncFailures.Inc()
+		r.log.Error("sync failed", "trigger", trigger, "err", err)
+		return
+	}
+	r.metrics.lastSuccess.SetToCurrentTime()
+}
+
+func (r *Reconciler) snapshot() State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.state
+	s.History = append([]Deploy(nil), r.state.History...)
+	return s
+}
+
+func (r *Reconciler) save(s State) error {
+	if err := r.store.Save(s); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.state = s
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Reconciler) sync(ctx context.Context, trigger string) error {
+	rev, err := r.src.Fetch(ctx)
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	r.mu.Lock()
+	r.status.Ref, r.status.Remote = rev.Ref, rev.Commit
+	r.mu.Unlock()
+
+	r.apply.Lock()
+	defer r.apply.Unlock()
+	st := r.snapshot()
+	switch {
+	case st.InProgress != "":
+		// A deploy was interrupted: converge to the source's commit, or to the last good one
+		// when the source still points at a commit known to be bad.
+		r.log.Warn("previous deploy was interrupted; converging", "interrupted", short(st.InProgress))
+		if rev.Commit == st.Bad && st.LastGood != "" {
+			return r.deploy(ctx, Revision{Commit: st.LastGood}, "recover", true)
+		}
+		return r.deploy(ctx, rev, "recover", false)
+	case rev.Commit == st.Bad:
+		r.log.Debug("source is at a commit that failed; waiting for a newer one", "commit", short(rev.Commit))
+		return nil
+	case rev.Commit == st.Applied:
+		return nil
+	}
+	return r.deploy(ctx, rev, trigger, false)
+}
+
+// deploy brings the host to rev. A failure after containers were touched rolls back to the
+// last good commit (unless this already is the rollback).
+func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, isRollback bool) error {
+	d := Deploy{Commit: rev.Commit, Subject: rev.Subject, Trigger: trigger, Started: time.Now()}
+	st := r.snapshot()
+	log := r.log.With("commit", short(rev.Commit), "trigger", trigger)
+	log.Info("deploying", "subject", rev.Subject)
+
+	dir, err := r.release(ctx, rev.Commit)
+	if err == nil {
+		err = r.newStack(dir).Validate(ctx)
+	}
+	if err != nil {
+		// Nothing was touched: the running stack keeps serving.
+		return r.fail(ctx, st, d, fmt.Errorf("prepare release: %w", err), false, isRollback)
+	}
+	st.InProgress = rev.Commit
+	if err := r.save(st); err != nil {
+		return err
+	}
+	plan, hashes, touched, err := r.applyRelease(ctx, dir)
+	d.Recreated = plan.Services()
+	if err != nil {
+		st.Applied = rev.Commit // partially: the rollback below, or the next start, converges
+		return r.fail(ctx, st, d, err, touched, isRollback)
+	}
+	st.Applied, st.LastGood, st.InProgress, st.ContextHashes = rev.Commit, rev.Commit, "", hashes
+	if !isRollback && st.Bad != "" {
+		// A newer commit deployed: the failure is behind us.
+		r.events.Event(ctx, "DeployFailed", false, nil, "")
+		st.Bad, st.BadReason = "", ""
+	}
+	d.Outcome, d.Finished = OutcomeDeployed, time.Now()
+	st.Record(d, r.opts.History)
+	if err := r.save(st); err != nil {
+		return err
+	}
+	r.linkCurrent(dir)
+	r.metrics.deployedCommit(rev.Commit)
+	log.Info("deployed", "recreated", d.Recreated, "took", time.Since(d.Started).Round(time.Millisecond))
+	return nil
+}
+
+// fail records a failed deploy, marks the commit bad and, when containers were touched, rolls
+// back to the last good commit. A failed rollback is recorded but marks nothing bad: the commit
+// it restores was good.
+func (r *Reconciler) fail(ctx context.Context, st State, d Deploy, cause error, touched, isRollback bool) error {
+	d.Finished, d.Reason = time.Now(), cause.Error()
+	d.Outcome = OutcomeFailed
+	if isRollback {
+		st.InProgress = ""
+		st.Record(d, r.opts.History)
+		if err := r.save(st); err != nil {
+			return err
+		}
+		return cause
+	}
+	st.Bad, st.BadReason = d.Commit, cause.Error()
+	r.events.Event(ctx, "DeployFailed", true, map[string]string{"commit": short(d.Commit)},
+		fmt.Sprintf("deploy of %s failed: %v", short(d.Commit), cause))
+	if !touched || st.LastGood == "" || st.LastGood == d.Commit {
+		st.InProgress = ""
+		st.Record(d, r.opts.History)
+		if err := r.save(st); err != nil {
+			return err
+		}
+		return cause
+	}
+	r.log.Error("deploy failed; rolling back", "commit", short(d.Commit), "to", short(st.LastGood), "err", cause)
+	r.metrics.rollbacks.Inc()
+	if err := r.save(st); err != nil {
+		return err
+	}
+	rbErr := r.deploy(ctx, Revision{Commit: st.LastGood, Subject: "rollback"}, "rollback", true)
+	st = r.snapshot()
+	if rbErr != nil {
+		d.Outcome = OutcomeRollbackFailed
+		d.Reason = fmt.Sprintf("%v; rollback to %s failed: %v", cause, short(st.LastGood), rbErr)
+	} else {
+		d.Outcome = OutcomeRolledBack
+		r.events.Event(ctx, "DeployRolledBack", true, map[string]string{"commit": short(d.Commit)},
+			fmt.Sprintf("deploy of %s failed and was rolled back to %s: %v", short(d.Commit), short(st.LastGood), cause))
+	}
+	st.Bad, st.BadReason = d.Commit, cause.Error()
+	st.Record(d, r.opts.History)
+	if err := r.save(st); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s: %w", d.Outcome, cause)
+}
+
+// release exports commit into WorkDir/<commit> (once) and links the persistent paths into it.
+func (r *Reconciler) release(ctx context.Context, commit string) (string, error) {
+	root := filepath.Join(r.opts.WorkDir, commit)
+	if _, err := os.Stat(root); os.IsNotExist(err) {
+		if err := os.MkdirAll(r.opts.WorkDir, 0o755); err != nil {
+			return "", fmt.Errorf("create work dir: %w", err)
+		}
+		if err := r.src.Export(ctx, commit, root); err != nil {
+			return "", fmt.Errorf("export %s: %w", short(commit), err)
+		}
+	}
+	dir := filepath.Join(root, r.opts.Subpath)
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("commit %s has no %s directory", short(commit), r.opts.Subpath)
+	}
+	if err := linkPersistent(dir, filepath.Join(r.opts.WorkDir, "shared"), r.opts.Persistent); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// applyRelease builds and brings up the release in dir, rolling groups one member at a time,
+// and waits until every service is ready. touched says whether any container may have changed.
+func (r *Reconciler) applyRelease(ctx context.Context, dir string) (plan Plan, hashes map[string]string, touched bool, err error) {
+	stack := r.newStack(dir)
+	services, err := stack.Services(ctx)
+	if err != nil {
+		return plan, nil, false, fmt.Errorf("read services: %w", err)
+	}
+	running, err := r.engine.ProjectContainers(ctx, r.opts.Project)
+	if err != nil {
+		return plan, nil, false, err
+	}
+	plan = MakePlan(services, running, r.snapshot().ContextHashes)
+	hashes = map[string]string{}
+	for _, s := range services {
+		if s.ContextHash != "" {
+			hashes[s.Name] = s.ContextHash
+		}
+	}
+	if err := stack.Build(ctx); err != nil {
+		return plan, nil, false, fmt.Errorf("build: %w", err)
+	}
+	for i, step := range plan.Steps {
+		if len(step) == 0 {
+			continue
+		}
+		touched = true
+		if err := stack.Up(ctx, step...); err != nil {
+			return plan, nil, true, fmt.Errorf("up %s: %w", strings.Join(step, " "), err)
+		}
+		if i > 0 { // a rolling group member: healthy before the next one goes
+			if err := r.waitReady(ctx, step); err != nil {
+				return plan, nil, true, err
+			}
+		}
+	}
+	var all []string
+	for _, s := range services {
+		all = append(all, s.Name)
+	}
+	if err := r.waitReady(ctx, all); err != nil {
+		return plan, nil, true, err
+	}
+	return plan, hashes, touched, nil
+}
+
+// waitReady waits until every container of the named services is ready, or the health
+// timeout passes.
+func (r *Reconciler) waitReady(ctx context.Context, services []string) error {
+	deadline := time.Now().Add(r.opts.HealthTimeout)
+	want := map[string]bool{}
+	for _, s := range services {
+		want[s] = true
+	}
+	for {
+		cs, err := r.engine.ProjectContainers(ctx, r.opts.Project)
+		if err != nil {
+			return err
+		}
+		var waiting []string
+		seen := map[string]bool{}
+		for _, c := range cs {
+			if !want[c.Service] {
+				continue
+			}
+			seen[c.Service] = true
+			if !c.Ready() {
+				waiting = append(waiting, c.Service+" "+c.Describe())
+			}
+		}
+		for s := range want {
+			if !seen[s] {
+				waiting = append(waiting, s+" missing")
+			}
+		}
+		if len(waiting) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("health gate: not ready after %v: %s", r.opts.HealthTimeout, strings.Join(waiting, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// linkPersistent replaces each persistent path of a release with a symlink into shared, so
+// generated secrets, certificates and .env survive from one release to the next. The first
+// release seeds shared with what it carries there (e.g. a .gitignore).
+func linkPersistent(dir, shared string, paths []string) error {
+	for _, p := range paths {
+		inRelease, inShared := filepath.Join(dir, p), filepath.Join(shared, p)
+		if fi, err := os.Lstat(inRelease); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			continue
+		}
+		if _, err := os.Stat(inShared); os.IsNotExist(err) {
+			if err := os.MkdirAll(filepath.Dir(inShared), 0o755); err != nil {
+				return fmt.Errorf("persistent %s: %w", p, err)
+			}
+			if _, err := os.Stat(inRelease); err == nil {
+				if err := os.Rename(inRelease, inShared); err != nil {
+					return fmt.Errorf("persistent %s: %w", p, err)
+				}
+			} else if !strings.HasPrefix(filepath.Base(p), ".") {
+				if err := os.MkdirAll(inShared, 0o700); err != nil {
+					return fmt.Errorf("persistent %s: %w", p, err)
+				}
+			} else {
+				continue // a file such as .env that nobody made yet
+			}
+		}
+		if err := os.RemoveAll(inRelease); err != nil {
+			return fmt.Errorf("persistent %s: %w", p, err)
+		}
+		if err := os.MkdirAll(filepath.Dir(inRelease), 0o755); err != nil {
+			return fmt.Errorf("persistent %s: %w", p, err)
+		}
+		if err := os.Symlink(inShared, inRelease); err != nil {
+			return fmt.Errorf("persistent %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// linkCurrent points WorkDir/current at the applied release's compose directory, where an
+// operator can run `docker compose` by hand.
+func (r *Reconciler) linkCurrent(dir string) {
+	link := filepath.Join(r.opts.WorkDir, "current")
+	tmp := link + ".tmp"
+	os.Remove(tmp)
+	if err := os.Symlink(dir, tmp); err == nil {
+		if err := os.Rename(tmp, link); err != nil {
+			r.log.Warn("update current link", "err", err)
+		}
+	}
+}
+
+// Plan exports commit (the source's when empty) and says what deploying it would change,
+// without changing anything.
+func (r *Reconciler) Plan(ctx context.Context, commit string) (Revision, Plan, error) {
+	rev := Revision{Commit: commit}
+	if commit == "" {
+		var err error
+		if rev, err = r.src.Fetch(ctx); err != nil {
+			return rev, Plan{}, fmt.Errorf("fetch: %w", err)
+		}
+	}
+	dir, err := r.release(ctx, rev.Commit)
+	if err != nil {
+		return rev, Plan{}, err
+	}
+	stack := r.newStack(dir)
+	if err := stack.Validate(ctx); err != nil {
+		return rev, Plan{}, err
+	}
+	services, err := stack.Services(ctx)
+	if err != nil {
+		return rev, Plan{}, err
+	}
+	running, err := r.engine.ProjectContainers(ctx, r.opts.Project)
+	if err != nil {
+		return rev, Plan{}, err
+	}
+	return rev, MakePlan(services, running, r.snapshot().ContextHashes), nil
+}
+
+// CheckDrift compares the containers with the applied release; services that stay drifted
+// for the grace period are restored (DriftRestore) or only reported (DriftReport).
+func (r *Reconciler) CheckDrift(ctx context.Context) {
+	st := r.snapshot()
+	if st.Applied == "" || st.InProgress != "" || r.opts.DriftMode == DriftOff {
+		return
+	}
+	if !r.apply.TryLock() {
+		return // a deploy is running: it owns the containers
+	}
+	defer r.apply.Unlock()
+	dir := filepath.Join(r.opts.WorkDir, st.Applied, r.opts.Subpath)
+	stack := r.newStack(dir)
+	services, err := stack.Services(ctx)
+	if err != nil {
+		r.log.Warn("drift check: read services", "err", err)
+		return
+	}
+	running, err := r.engine.ProjectContainers(ctx, r.opts.Project)
+	if err != nil {
+		r.log.Warn("drift check: list containers", "err", err)
+		return
+	}
+	plan := MakePlan(services, running, st.ContextHashes)
+	now := time.Now()
+	r.mu.Lock()
+	drifted := map[string]bool{}
+	var due []string
+	for _, c := range plan.Changes {
+		drifted[c.Service] = true
+		since, ok := r.driftSince[c.Service]
+		if !ok {
+			r.driftSince[c.Service] = now
+			r.log.Warn("drift: service differs from the applied commit", "service", c.Service, "reason", c.Reason,
+				"mode", r.opts.DriftMode, "grace", r.opts.DriftGrace)
+			since = now
+		}
+		if c.Reason != ReasonOrphan && now.Sub(since) >= r.opts.DriftGrace {
+			due = append(due, c.Service)
+		}
+	}
+	for s := range r.driftSince {
+		if !drifted[s] {
+			delete(r.driftSince, s)
+		}
+	}
+	r.status.Drift = plan.Changes
+	r.mu.Unlock()
+	r.metrics.drifted.Set(float64(len(plan.Changes)))
+	if r.opts.DriftMode != DriftRestore || len(due) == 0 {
+		return
+	}
+	for _, s := range due {
+		r.log.Info("drift: restoring service", "service", s)
+		if err := stack.Up(ctx, s); err != nil {
+			r.log.Error("drift: restore failed", "service", s, "err", err)
+			continue
+		}
+		r.metrics.driftCorrections.Inc()
+		r.events.Event(ctx, "DriftCorrected", true, map[string]string{"service": s},
+			fmt.Sprintf("service %s differed from the applied commit and was restored", s))
+		r.mu.Lock()
+		delete(r.driftSince, s)
+		r.mu.Unlock()
+	}
+}
+
+// Status reports the agent's view, with each service's container state read now.
+func (r *Reconciler) Status(ctx context.Context) Status {
+	st := r.snapshot()
+	r.mu.Lock()
+	s := r.status
+	s.Drift = append([]Change(nil), r.status.Drift...)
+	r.mu.Unlock()
+	s.Applied, s.LastGood, s.Bad, s.BadReason, s.InProgress = st.Applied, st.LastGood, st.Bad, st.BadReason, st.InProgress
+	s.History = st.History
+	if cs, err := r.engine.ProjectContainers(ctx, r.opts.Project); err == nil {
+		for _, c := range cs {
+			s.Services = append(s.Services, ServiceInfo{Service: c.Service, Container: c.Name, State: c.Describe(), Ready: c.Ready()})
+		}
+	} else if s.LastError == "" {
+		s.LastError = err.Error()
+	}
+	return s
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}

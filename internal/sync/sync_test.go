@@ -1,0 +1,394 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hastack/hastack/internal/compose"
+	"github.com/hastack/hastack/internal/docker"
+)
+
+// release is what a fake commit contains.
+type release struct {
+	services  []compose.Service
+	invalid   bool            // compose config fails
+	unhealthy map[string]bool // these services never become healthy
+}
+
+// fakeWorld is a git source, a compose CLI and a Docker engine in one, in memory.
+type fakeWorld struct {
+	mu         gosync.Mutex
+	head       string
+	commits    map[string]release
+	containers map[string]docker.Container // by service
+	ups        [][]string                  // every Up call
+	dirCommit  map[string]string           // release dir -> commit
+}
+
+func newWorld() *fakeWorld {
+	return &fakeWorld{commits: map[string]release{}, containers: map[string]docker.Container{}, dirCommit: map[string]string{}}
+}
+
+func (w *fakeWorld) Fetch(ctx context.Context) (Revision, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.head == "" {
+		return Revision{}, errors.New("no commit")
+	}
+	return Revision{Commit: w.head, Ref: "refs/heads/main"}, nil
+}
+
+func (w *fakeWorld) Export(ctx context.Context, commit, dst string) error {
+	if _, ok := w.commits[commit]; !ok {
+		return errors.New("unknown commit")
+	}
+	if err := os.MkdirAll(filepath.Join(dst, "stack"), 0o755); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.dirCommit[filepath.Join(dst, "stack")] = commit
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *fakeWorld) ProjectContainers(ctx context.Context, project string) ([]docker.Container, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []docker.Container
+	for _, c := range w.containers {
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (w *fakeWorld) stack(dir string) Stack { return &fakeStack{w: w, dir: dir} }
+
+type fakeStack struct {
+	w   *fakeWorld
+	dir string
+}
+
+func (s *fakeStack) rel() release {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return s.w.commits[s.w.dirCommit[s.dir]]
+}
+
+func (s *fakeStack) Validate(ctx context.Context) error {
+	if s.rel().invalid {
+		return errors.New("services.web1: invalid")
+	}
+	return nil
+}
+
+func (s *fakeStack) Services(ctx context.Context) ([]compose.Service, error) { return s.rel().services, nil }
+func (s *fakeStack) Build(ctx context.Context) error                          { return nil }
+
+func (s *fakeStack) Up(ctx context.Context, services ...string) error {
+	rel := s.rel()
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.w.ups = append(s.w.ups, services)
+	for _, svc := range rel.services {
+		if len(services) > 0 && !slices.Contains(services, svc.Name) {
+			continue
+		}
+		health := "healthy"
+		if rel.unhealthy[svc.Name] {
+			health = "unhealthy"
+		}
+		s.w.containers[svc.Name] = docker.Container{Service: svc.Name, Name: svc.Name, ConfigHash: svc.ConfigHash, State: "running", Health: health}
+	}
+	return nil
+}
+
+type recordedEvent struct {
+	name   string
+	firing bool
+}
+
+type fakeEvents struct {
+	mu     gosync.Mutex
+	events []recordedEvent
+}
+
+func (e *fakeEvents) Event(ctx context.Context, name string, firing bool, labels map[string]string, desc string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = append(e.events, recordedEvent{name, firing})
+}
+
+func (e *fakeEvents) has(name string, firing bool) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.events {
+		if ev.name == name && ev.firing == firing {
+			return true
+		}
+	}
+	return false
+}
+
+func services(hash string) []compose.Service {
+	return []compose.Service{
+		{Name: "db", ConfigHash: "db-1"},
+		{Name: "nginx", ConfigHash: "nginx-1"},
+		{Name: "web1", ConfigHash: "web-" + hash, RollingGroup: "web"},
+		{Name: "web2", ConfigHash: "web-" + hash, RollingGroup: "web"},
+	}
+}
+
+func newTestReconciler(t *testing.T, w *fakeWorld, ev *fakeEvents) (*Reconciler, string) {
+	t.Helper()
+	dir := t.TempDir()
+	opts := Options{
+		Project: "test", Subpath: "stack", WorkDir: filepath.Join(dir, "releases"),
+		Persistent: []string{"secrets", ".env"}, HealthTimeout: 2 * time.Second,
+		DriftMode: DriftRestore, DriftGrace: 0, History: 10,
+	}
+	r, err := New(opts, w, w, w.stack, NewStore(dir), ev, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, dir
+}
+
+func TestDeployThenNoChange(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits["c1"] = release{services: services("1")}
+	w.head = "c1"
+	r, _ := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+
+	r.SyncOnce(ctx, "test")
+	st := r.snapshot()
+	if st.Applied != "c1" || st.LastGood != "c1" || st.InProgress != "" {
+		t.Fatalf("state after deploy: %+v", st)
+	}
+	// Services outside a rolling group in one step, then web1, then web2.
+	want := [][]string{{"db", "nginx"}, {"web1"}, {"web2"}}
+	if !reflect.DeepEqual(w.ups, want) {
+		t.Fatalf("up calls %v, want %v", w.ups, want)
+	}
+	r.SyncOnce(ctx, "poll")
+	if len(w.ups) != 3 {
+		t.Fatalf("a sync without a new commit ran compose up again: %v", w.ups)
+	}
+	if h := r.snapshot().History; len(h) != 1 || h[0].Outcome != OutcomeDeployed {
+		t.Fatalf("history %+v", h)
+	}
+}
+
+func TestInvalidCommitChangesNothingAndIsNotRetried(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits["c1"] = release{services: services("1")}
+	w.commits["c2"] = release{services: services("2"), invalid: true}
+	w.head = "c1"
+	r, _ := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	ups := len(w.ups)
+
+	w.head = "c2"
+	r.SyncOnce(ctx, "poll")
+	st := r.snapshot()
+	if len(w.ups) != ups {
+		t.Fatalf("an invalid commit ran compose up: %v", w.ups[ups:])
+	}
+	if st.Applied != "c1" || st.Bad != "c2" || !strings.Contains(st.BadReason, "invalid") {
+		t.Fatalf("state %+v: want c1 applied and c2 marked bad", st)
+	}
+	if !ev.has("DeployFailed", true) {
+		t.Error("no DeployFailed event")
+	}
+	r.SyncOnce(ctx, "poll")
+	if n := len(r.snapshot().History); n != 2 {
+		t.Fatalf("bad commit retried: %d history entries, want 2", n)
+	}
+
+	// A newer commit is deployed and resolves the alert.
+	w.commits["c3"] = release{services: services("3")}
+	w.head = "c3"
+	r.SyncOnce(ctx, "poll")
+	if st := r.snapshot(); st.Applied != "c3" || st.Bad != "" {
+		t.Fatalf("state %+v: want c3 applied, nothing bad", st)
+	}
+	if !ev.has("DeployFailed", false) {
+		t.Error("DeployFailed not resolved")
+	}
+}
+
+func TestUnhealthyCommitIsRolledBack(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits["c1"] = release{services: services("1")}
+	w.commits["c2"] = release{services: services("2"), unhealthy: map[string]bool{"web1": true}}
+	w.head = "c1"
+	r, _ := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	w.ups = nil
+
+	w.head = "c2"
+	r.SyncOnce(ctx, "poll")
+	st := r.snapshot()
+	if st.Applied != "c1" || st.LastGood != "c1" || st.Bad != "c2" || st.InProgress != "" {
+		t.Fatalf("state %+v: want rolled back to c1 with c2 bad", st)
+	}
+	// web1 failed its gate: web2 was never touched by c2; then the rollback re-applied c1.
+	if !reflect.DeepEqual(w.ups[:2], [][]string{{"db", "nginx"}, {"web1"}}) {
+		t.Fatalf("up calls %v: the rolling update must stop at the unhealthy web1", w.ups)
+	}
+	if w.containers["web1"].ConfigHash != "web-1" || w.containers["web1"].Health != "healthy" {
+		t.Fatalf("web1 after rollback: %+v", w.containers["web1"])
+	}
+	h := st.History[len(st.History)-1]
+	if h.Commit != "c2" || h.Outcome != OutcomeRolledBack || !strings.Contains(h.Reason, "web1") {
+		t.Fatalf("last history entry %+v", h)
+	}
+	if !ev.has("DeployRolledBack", true) {
+		t.Error("no DeployRolledBack event")
+	}
+	if got := testutil.ToFloat64(r.metrics.rollbacks); got != 1 {
+		t.Errorf("rollbacks metric %v, want 1", got)
+	}
+}
+
+func TestInterruptedDeployConverges(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits["c1"] = release{services: services("1")}
+	w.commits["c2"] = release{services: services("2")}
+	w.head = "c1"
+	r, dir := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+
+	// kill -9 during c2's deploy: the state says c2 was in progress, web1 already runs c2.
+	st := r.snapshot()
+	st.InProgress = "c2"
+	if err := NewStore(dir).Save(st); err != nil {
+		t.Fatal(err)
+	}
+	w.containers["web1"] = docker.Container{Service: "web1", ConfigHash: "web-2", State: "running", Health: "healthy"}
+	w.head = "c2"
+	r2, _ := newTestReconciler(t, w, ev)
+	r2.store = NewStore(dir)
+	if r2.state, _ = r2.store.Load(); r2.state.InProgress != "c2" {
+		t.Fatal("state not reloaded")
+	}
+	r2.SyncOnce(ctx, "start")
+	if st := r2.snapshot(); st.Applied != "c2" || st.InProgress != "" || st.LastGood != "c2" {
+		t.Fatalf("after restart: %+v, want converged on c2", st)
+	}
+}
+
+func TestDriftIsRestored(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits["c1"] = release{services: services("1")}
+	w.head = "c1"
+	r, _ := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	w.ups = nil
+
+	c := w.containers["web1"]
+	c.State, c.Health, c.ExitCode = "exited", "", 0 // docker stop web1
+	c.Restart = "unless-stopped"
+	w.containers["web1"] = c
+	r.CheckDrift(ctx)
+	if !reflect.DeepEqual(w.ups, [][]string{{"web1"}}) {
+		t.Fatalf("drift restore ran %v, want up web1", w.ups)
+	}
+	if !ev.has("DriftCorrected", true) {
+		t.Error("no DriftCorrected event")
+	}
+}
+
+func TestDriftWaitsForGracePeriodAndReportModeOnlyReports(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits["c1"] = release{services: services("1")}
+	w.head = "c1"
+	r, _ := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	w.ups = nil
+	delete(w.containers, "web2") // docker rm -f web2
+
+	r.opts.DriftGrace = time.Hour
+	r.CheckDrift(ctx)
+	if len(w.ups) != 0 {
+		t.Fatalf("restored within the grace period: %v", w.ups)
+	}
+	if d := r.Status(ctx).Drift; len(d) != 1 || d[0].Service != "web2" || d[0].Reason != ReasonMissing {
+		t.Fatalf("status drift %+v, want web2 missing", d)
+	}
+	r.opts.DriftGrace, r.opts.DriftMode = 0, DriftReport
+	r.CheckDrift(ctx)
+	if len(w.ups) != 0 {
+		t.Fatalf("report mode restored: %v", w.ups)
+	}
+}
+
+func TestStoreSaveIsAtomicAndRoundTrips(t *testing.T) {
+	dir := t.TempDir()
+	s := NewStore(dir)
+	if st, err := s.Load(); err != nil || st.Applied != "" {
+		t.Fatalf("empty store: %+v %v", st, err)
+	}
+	in := State{Applied: "a", LastGood: "a", Bad: "b", ContextHashes: map[string]string{"web1": "h"}}
+	in.Record(Deploy{Commit: "a", Outcome: OutcomeDeployed}, 2)
+	in.Record(Deploy{Commit: "b", Outcome: OutcomeFailed}, 2)
+	in.Record(Deploy{Commit: "c", Outcome: OutcomeDeployed}, 2)
+	if err := s.Save(in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) || len(out.History) != 2 || out.History[0].Commit != "b" {
+		t.Fatalf("round trip: %+v", out)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
+	}
+	os.WriteFile(filepath.Join(dir, "state.json"), []byte("{torn"), 0o600)
+	if _, err := s.Load(); err == nil || !strings.Contains(err.Error(), "move it away") {
+		t.Fatalf("corrupt state: %v", err)
+	}
+}
+
+func TestPersistentPathsAreShared(t *testing.T) {
+	work := t.TempDir()
+	shared := filepath.Join(work, "shared")
+	for _, rel := range []string{"r1", "r2"} {
+		dir := filepath.Join(work, rel, "stack")
+		os.MkdirAll(filepath.Join(dir, "secrets"), 0o755)
+		os.WriteFile(filepath.Join(dir, "secrets", ".gitignore"), []byte("*\n"), 0o644)
+		if err := linkPersistent(dir, shared, []string{"secrets", ".env", "nginx/ssl"}); err != nil {
+			t.Fatal(err)
+		}
+		if rel == "r1" {
+			os.WriteFile(filepath.Join(dir, "secrets", "root_password"), []byte("x"), 0o600)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(work, "r2", "stack", "secrets", "root_password"))
+	if err != nil || string(b) != "x" {
+		t.Fatalf("release 2 does not see release 1's secret: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(work, "r2", "stack", "nginx", "ssl")); err != nil {
+		t.Fatalf("nginx/ssl not linked: %v", err)
+	}
+}
