@@ -32,6 +32,8 @@ type Project struct {
 	Name  string   // compose project name (-p)
 	Dir   string   // project directory: compose files, .env and relative paths resolve here
 	Files []string // compose files relative to Dir; empty means Compose's default lookup
+	// EnvFile replaces Dir/.env as the source of variables when set.
+	EnvFile string
 	// Binary is the docker CLI; "" means "docker" from PATH.
 	Binary string
 	// Output receives the CLI's progress output (nil discards it).
@@ -44,6 +46,7 @@ type Service struct {
 	ConfigHash   string // what Compose stamps on the container as com.docker.compose.config-hash
 	RollingGroup string
 	Restart      string
+	DependsOn    []string
 	// BuildContext is the absolute build context directory ("" for services that use an image).
 	BuildContext string
 	// ContextHash digests the build context's files: a change to a Dockerfile or the code an
@@ -68,6 +71,9 @@ func (p Project) base() []string {
 	args := []string{"compose", "--project-name", p.Name, "--project-directory", p.Dir}
 	for _, f := range p.Files {
 		args = append(args, "--file", filepath.Join(p.Dir, f))
+	}
+	if p.EnvFile != "" {
+		args = append(args, "--env-file", p.EnvFile)
 	}
 	return args
 }
@@ -102,9 +108,10 @@ func (p Project) Validate(ctx context.Context) error {
 
 type configJSON struct {
 	Services map[string]struct {
-		Labels  map[string]string `json:"labels"`
-		Restart string            `json:"restart"`
-		Build   *struct {
+		Labels    map[string]string `json:"labels"`
+		Restart   string            `json:"restart"`
+		DependsOn map[string]any    `json:"depends_on"`
+		Build     *struct {
 			Context    string `json:"context"`
 			Dockerfile string `json:"dockerfile"`
 		} `json:"build"`
@@ -134,6 +141,10 @@ func (p Project) Services(ctx context.Context) ([]Service, error) {
 	var out []Service
 	for name, s := range cfg.Services {
 		svc := Service{Name: name, ConfigHash: byName[name], RollingGroup: s.Labels[RollingLabel], Restart: s.Restart}
+		for dep := range s.DependsOn {
+			svc.DependsOn = append(svc.DependsOn, dep)
+		}
+		sort.Strings(svc.DependsOn)
 		if s.Build != nil && s.Build.Context != "" {
 			svc.BuildContext = s.Build.Context
 			if !filepath.IsAbs(svc.BuildContext) {
@@ -156,15 +167,12 @@ func (p Project) Build(ctx context.Context) error {
 	return err
 }
 
-// Up creates or recreates the given services (all when none is given) and starts them, without
-// building and without touching their dependencies; containers of services the project no
-// longer defines are removed.
+// Up creates or recreates the given services (all when none is given) and their dependencies
+// where needed, and starts them, without building; containers of services the project no longer
+// defines are removed. It does not use --no-deps: Compose hashes a service's configuration
+// without its depends_on then, and the container would never match `config --hash` again.
 func (p Project) Up(ctx context.Context, services ...string) error {
-	args := []string{"up", "--detach", "--no-build", "--remove-orphans"}
-	if len(services) > 0 {
-		args = append(args, "--no-deps")
-		args = append(args, services...)
-	}
+	args := append([]string{"up", "--detach", "--no-build", "--remove-orphans"}, services...)
 	_, err := p.run(ctx, args...)
 	return err
 }

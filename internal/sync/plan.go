@@ -26,9 +26,11 @@ type Change struct {
 // containers that run now and the build-context digests of the release that is applied.
 type Plan struct {
 	Changes []Change `json:"changes"`
-	// Steps is the order of application: first every service outside a rolling group (in one
-	// compose up: Compose orders them by dependency), then each rolling group's members one at
-	// a time.
+	// Steps is the order of application: first the services outside rolling groups that do not
+	// depend on a rolling member (one compose up: Compose orders them by dependency), then each
+	// rolling group's members one at a time, then the services that depend on rolling members
+	// (a load balancer). Compose brings up a service's dependencies with it, so listing such a
+	// dependent earlier would recreate a whole rolling group at once.
 	Steps [][]string `json:"steps"`
 }
 
@@ -56,13 +58,17 @@ func MakePlan(services []compose.Service, running []docker.Container, appliedHas
 	var p Plan
 	defined := map[string]bool{}
 	groups := map[string][]string{}
-	var plain []string
+	onRolling := dependsOnRolling(services)
+	var base, dependents []string
 	for _, s := range services {
 		defined[s.Name] = true
-		if s.RollingGroup != "" {
+		switch {
+		case s.RollingGroup != "":
 			groups[s.RollingGroup] = append(groups[s.RollingGroup], s.Name)
-		} else {
-			plain = append(plain, s.Name)
+		case onRolling[s.Name]:
+			dependents = append(dependents, s.Name)
+		default:
+			base = append(base, s.Name)
 		}
 		if reason := changeReason(s, byService[s.Name], appliedHashes); reason != "" {
 			p.Changes = append(p.Changes, Change{Service: s.Name, Reason: reason})
@@ -75,8 +81,8 @@ func MakePlan(services []compose.Service, running []docker.Container, appliedHas
 	}
 	sort.Slice(p.Changes, func(i, j int) bool { return p.Changes[i].Service < p.Changes[j].Service })
 
-	sort.Strings(plain)
-	p.Steps = append(p.Steps, plain)
+	sort.Strings(base)
+	p.Steps = append(p.Steps, base)
 	names := make([]string, 0, len(groups))
 	for g := range groups {
 		names = append(names, g)
@@ -89,7 +95,47 @@ func MakePlan(services []compose.Service, running []docker.Container, appliedHas
 			p.Steps = append(p.Steps, []string{m})
 		}
 	}
+	if len(dependents) > 0 {
+		sort.Strings(dependents)
+		p.Steps = append(p.Steps, dependents)
+	}
 	return p
+}
+
+// dependsOnRolling finds the services outside rolling groups that depend, directly or through
+// other services, on a member of a rolling group.
+func dependsOnRolling(services []compose.Service) map[string]bool {
+	byName := map[string]compose.Service{}
+	for _, s := range services {
+		byName[s.Name] = s
+	}
+	memo := map[string]bool{}
+	var visit func(name string, seen map[string]bool) bool
+	visit = func(name string, seen map[string]bool) bool {
+		if v, ok := memo[name]; ok {
+			return v
+		}
+		if seen[name] {
+			return false // a cycle: Compose rejects it anyway
+		}
+		seen[name] = true
+		result := false
+		for _, dep := range byName[name].DependsOn {
+			if byName[dep].RollingGroup != "" || visit(dep, seen) {
+				result = true
+				break
+			}
+		}
+		memo[name] = result
+		return result
+	}
+	out := map[string]bool{}
+	for _, s := range services {
+		if s.RollingGroup == "" && visit(s.Name, map[string]bool{}) {
+			out[s.Name] = true
+		}
+	}
+	return out
 }
 
 func changeReason(s compose.Service, cs []docker.Container, appliedHashes map[string]string) string {

@@ -12,6 +12,8 @@ func TestMakePlan(t *testing.T) {
 	svcs := []compose.Service{
 		{Name: "db", ConfigHash: "d1"},
 		{Name: "init", ConfigHash: "i1", Restart: "no"},
+		{Name: "lb", ConfigHash: "l1", DependsOn: []string{"proxy"}},
+		{Name: "proxy", ConfigHash: "p1", DependsOn: []string{"web2"}},
 		{Name: "web1", ConfigHash: "w1", RollingGroup: "web", ContextHash: "ctx2"},
 		{Name: "web2", ConfigHash: "w1", RollingGroup: "web", ContextHash: "ctx2"},
 	}
@@ -24,16 +26,17 @@ func TestMakePlan(t *testing.T) {
 		applied map[string]string
 		want    []Change
 	}{
-		{"nothing runs", nil, nil, []Change{{"db", ReasonMissing}, {"init", ReasonMissing}, {"web1", ReasonMissing}, {"web2", ReasonMissing}}},
-		{"in sync, one-shot exited 0", []docker.Container{healthy("db", "d1"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
+		{"nothing runs", nil, nil, []Change{{"db", ReasonMissing}, {"init", ReasonMissing}, {"lb", ReasonMissing}, {"proxy", ReasonMissing}, {"web1", ReasonMissing}, {"web2", ReasonMissing}}},
+		{"in sync, one-shot exited 0", []docker.Container{healthy("db", "d1"), healthy("lb", "l1"), healthy("proxy", "p1"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
 			healthy("web1", "w1"), healthy("web2", "w1")}, map[string]string{"web1": "ctx2", "web2": "ctx2"}, nil},
-		{"configuration changed", []docker.Container{healthy("db", "d0"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
+		{"configuration changed", []docker.Container{healthy("db", "d0"), healthy("lb", "l1"), healthy("proxy", "p1"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
 			healthy("web1", "w1"), healthy("web2", "w1")}, nil, []Change{{"db", ReasonConfig}}},
-		{"build context changed", []docker.Container{healthy("db", "d1"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
+		{"build context changed", []docker.Container{healthy("db", "d1"), healthy("lb", "l1"), healthy("proxy", "p1"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
 			healthy("web1", "w1"), healthy("web2", "w1")}, map[string]string{"web1": "ctx1", "web2": "ctx1"},
 			[]Change{{"web1", ReasonBuild}, {"web2", ReasonBuild}}},
 		{"stopped by hand, unhealthy, failed one-shot, orphan", []docker.Container{
 			{Service: "db", ConfigHash: "d1", State: "running", Health: "unhealthy"},
+			healthy("lb", "l1"), healthy("proxy", "p1"),
 			{Service: "init", ConfigHash: "i1", State: "exited", ExitCode: 1, Restart: "no"},
 			{Service: "web1", ConfigHash: "w1", State: "exited", Restart: "unless-stopped"},
 			healthy("web2", "w1"), healthy("old", "o1")}, nil,
@@ -45,7 +48,8 @@ func TestMakePlan(t *testing.T) {
 			if !reflect.DeepEqual(p.Changes, tt.want) {
 				t.Errorf("changes %v, want %v", p.Changes, tt.want)
 			}
-			if want := [][]string{{"db", "init"}, {"web1"}, {"web2"}}; !reflect.DeepEqual(p.Steps, want) {
+			// lb depends on a rolling member through proxy: it goes last.
+			if want := [][]string{{"db", "init"}, {"web1"}, {"web2"}, {"lb", "proxy"}}; !reflect.DeepEqual(p.Steps, want) {
 				t.Errorf("steps %v, want %v", p.Steps, want)
 			}
 		})

@@ -93,8 +93,10 @@ func (s *fakeStack) Validate(ctx context.Context) error {
 	return nil
 }
 
-func (s *fakeStack) Services(ctx context.Context) ([]compose.Service, error) { return s.rel().services, nil }
-func (s *fakeStack) Build(ctx context.Context) error                          { return nil }
+func (s *fakeStack) Services(ctx context.Context) ([]compose.Service, error) {
+	return s.rel().services, nil
+}
+func (s *fakeStack) Build(ctx context.Context) error { return nil }
 
 func (s *fakeStack) Up(ctx context.Context, services ...string) error {
 	rel := s.rel()
@@ -144,7 +146,7 @@ func (e *fakeEvents) has(name string, firing bool) bool {
 func services(hash string) []compose.Service {
 	return []compose.Service{
 		{Name: "db", ConfigHash: "db-1"},
-		{Name: "nginx", ConfigHash: "nginx-1"},
+		{Name: "nginx", ConfigHash: "nginx-1", DependsOn: []string{"web1", "web2"}},
 		{Name: "web1", ConfigHash: "web-" + hash, RollingGroup: "web"},
 		{Name: "web2", ConfigHash: "web-" + hash, RollingGroup: "web"},
 	}
@@ -177,13 +179,14 @@ func TestDeployThenNoChange(t *testing.T) {
 	if st.Applied != "c1" || st.LastGood != "c1" || st.InProgress != "" {
 		t.Fatalf("state after deploy: %+v", st)
 	}
-	// Services outside a rolling group in one step, then web1, then web2.
-	want := [][]string{{"db", "nginx"}, {"web1"}, {"web2"}}
+	// Services outside the rolling group first, then web1, then web2, then nginx, which depends
+	// on them.
+	want := [][]string{{"db"}, {"web1"}, {"web2"}, {"nginx"}}
 	if !reflect.DeepEqual(w.ups, want) {
 		t.Fatalf("up calls %v, want %v", w.ups, want)
 	}
 	r.SyncOnce(ctx, "poll")
-	if len(w.ups) != 3 {
+	if len(w.ups) != 4 {
 		t.Fatalf("a sync without a new commit ran compose up again: %v", w.ups)
 	}
 	if h := r.snapshot().History; len(h) != 1 || h[0].Outcome != OutcomeDeployed {
@@ -247,7 +250,7 @@ func TestUnhealthyCommitIsRolledBack(t *testing.T) {
 		t.Fatalf("state %+v: want rolled back to c1 with c2 bad", st)
 	}
 	// web1 failed its gate: web2 was never touched by c2; then the rollback re-applied c1.
-	if !reflect.DeepEqual(w.ups[:2], [][]string{{"db", "nginx"}, {"web1"}}) {
+	if !reflect.DeepEqual(w.ups[:2], [][]string{{"db"}, {"web1"}}) {
 		t.Fatalf("up calls %v: the rolling update must stop at the unhealthy web1", w.ups)
 	}
 	if w.containers["web1"].ConfigHash != "web-1" || w.containers["web1"].Health != "healthy" {

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/term"
+
+	"github.com/hastack/hastack/internal/alerts"
+	"github.com/hastack/hastack/internal/api"
+	"github.com/hastack/hastack/internal/compose"
+	"github.com/hastack/hastack/internal/config"
+	"github.com/hastack/hastack/internal/docker"
+	"github.com/hastack/hastack/internal/gitsource"
+	agentsync "github.com/hastack/hastack/internal/sync"
+)
+
+// persistentPaths survive from one release to the next: generated secrets, the user's own
+// certificate, and the stack's .env (all git-ignored in the stack).
+var persistentPaths = []string{"secrets", "nginx/ssl", ".env"}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", "run [--config FILE]", stderr)
+	configPath := fs.String("config", os.Getenv("HASTACK_AGENT_CONFIG"), "configuration file (env HASTACK_AGENT_CONFIG); without one, defaults and HASTACK_AGENT_* variables")
+	logFormat := fs.String("log-format", "", "text or json (default: text on a terminal, json otherwise)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, *logFormat)
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
+	log.Info("starting", "config", cfg.Redacted().String())
+	return runAgent(ctx, cfg, log)
+}
+
+func newLogger(w io.Writer, format string) *slog.Logger {
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// gitAdapter gives the reconciler the whole tree of a commit.
+type gitAdapter struct{ src *gitsource.Source }
+
+func (g gitAdapter) Fetch(ctx context.Context) (agentsync.Revision, error) {
+	r, err := g.src.Fetch(ctx)
+	return agentsync.Revision{Commit: r.Commit, Ref: r.Ref, Subject: r.Subject}, err
+}
+
+func (g gitAdapter) Export(ctx context.Context, commit, dst string) error {
+	return g.src.Export(ctx, commit, "", dst)
+}
+
+func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	src, err := gitsource.New(gitsource.Options{
+		URL: cfg.Source.URL, Ref: cfg.Source.Ref, Username: cfg.Source.Username, Token: cfg.Source.Token,
+		SSHKeyFile: cfg.Source.SSHKeyFile, KnownHostsFile: cfg.Source.KnownHostsFile,
+		CacheDir: filepath.Join(cfg.StateDir, "mirror"),
+	})
+	if err != nil {
+		return err
+	}
+	engine, err := docker.New()
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	if err := engine.Ping(ctx); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	events := alerts.NewLogger(log, reg)
+	metrics := agentsync.NewMetrics(reg)
+	newStack := func(dir string) agentsync.Stack {
+		return compose.Project{Name: cfg.Compose.Project, Dir: dir, Files: cfg.Compose.Files, EnvFile: cfg.Compose.EnvFile, Output: io.Discard}
+	}
+	rec, err := agentsync.New(agentsync.Options{
+		Project: cfg.Compose.Project, Subpath: cfg.Source.Path, ComposeFiles: cfg.Compose.Files,
+		WorkDir: cfg.WorkDir, Persistent: persistentPaths,
+		HealthTimeout: time.Duration(cfg.Compose.HealthTimeout), PollInterval: time.Duration(cfg.Source.PollInterval),
+		DriftMode: agentsync.DriftMode(cfg.Drift.Mode), DriftGrace: time.Duration(cfg.Drift.GracePeriod),
+		DriftInterval: time.Duration(cfg.Drift.CheckInterval), History: cfg.History,
+	}, gitAdapter{src}, engine, newStack, agentsync.NewStore(cfg.StateDir), events, metrics, log)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (change listen in the configuration)", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler: api.Handler(rec, api.Options{
+			Ref: cfg.Source.Ref, WebhookSecret: []byte(cfg.Webhook.Secret), APIToken: cfg.API.Token,
+			Gatherer: reg, Log: log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	log.Info("listening", "addr", ln.Addr().String(), "source", src.DisplayURL(), "ref", cfg.Source.Ref)
+
+	go watchEvents(ctx, engine, cfg.Compose.Project, rec, log)
+	err = rec.Run(ctx)
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdown)
+	log.Info("stopped")
+	return err
+}
+
+// watchEvents checks for drift soon after a container of the project stops or disappears,
+// besides the periodic check.
+func watchEvents(ctx context.Context, engine *docker.Client, project string, rec *agentsync.Reconciler, log *slog.Logger) {
+	for ctx.Err() == nil {
+		evs, errs := engine.Events(ctx, project)
+		for ev := range evs {
+			switch ev.Action {
+			case "die", "stop", "destroy", "health_status":
+				rec.CheckDrift(ctx)
+			}
+		}
+		if err := <-errs; err != nil && ctx.Err() == nil {
+			log.Warn("docker events stream ended; reconnecting", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+}

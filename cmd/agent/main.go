@@ -1,0 +1,94 @@
+// Command agent keeps a Docker host's Compose stack in the state a git commit describes: it
+// follows a repository, deploys each new commit health-gated with rollback, and reports.
+//
+//	agent run     the daemon
+//	agent status  what the running agent sees (table, or --json)
+//	agent sync    ask the running agent to sync now
+//	agent diff    which services a commit would recreate, without applying it
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hastack/hastack/internal/config"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitError  = 1 // the operation failed
+	exitUsage  = 2 // bad command line
+	exitConfig = 3 // the configuration is invalid
+)
+
+const usage = `agent: GitOps agent for a Docker Compose stack
+
+Usage:
+  agent run    [--config FILE]            run the daemon: follow the repository, deploy, watch for drift
+  agent status [--addr ADDR] [--json]     show the running agent's source, commit, services, drift, history
+  agent sync   [--addr ADDR]              ask the running agent to fetch and deploy now
+  agent diff   [--addr ADDR] [COMMIT]     show which services COMMIT (default: the source's) would change
+  agent help                              this text
+
+Every command takes --help. Configuration: a YAML file (--config) plus HASTACK_AGENT_*
+environment variables; secrets from files (*_FILE). See docs/agent.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "sync":
+		err = cmdSync(ctx, args[1:], stdout, stderr)
+	case "diff":
+		err = cmdDiff(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "agent: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+	return exitCode(err, stderr)
+}
+
+// errUsage marks a command-line mistake; flag's own errors are reported by the flag set.
+var errUsage = errors.New("usage")
+
+func exitCode(err error, stderr io.Writer) int {
+	var fe *config.FieldError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
+	case errors.As(err, &fe):
+		fmt.Fprintln(stderr, "agent:", err)
+		return exitConfig
+	default:
+		fmt.Fprintln(stderr, "agent:", err)
+		return exitError
+	}
+}

@@ -1,0 +1,200 @@
+// Package config owns the agent's configuration: its shape, its defaults, how it is read from a
+// YAML file and the environment, and the rules that make it valid.
+//
+// Load builds a Config in this order:
+//
+//  1. Default().
+//
+//  2. The YAML file, if any. Its text is expanded first: ${VAR} and $VAR are replaced by the
+//     environment variable's value (empty when unset), and $$ stands for a literal dollar sign.
+//     Unknown keys are an error that gives the line.
+//
+//  3. Environment overrides, each replacing one setting when set and non-empty:
+//
+//     HASTACK_AGENT_SOURCE_URL        source.url
+//     HASTACK_AGENT_SOURCE_REF        source.ref
+//     HASTACK_AGENT_SOURCE_PATH       source.path
+//     HASTACK_AGENT_LISTEN            listen
+//     HASTACK_AGENT_STATE_DIR         state_dir
+//     HASTACK_AGENT_WORK_DIR          work_dir
+//     HASTACK_AGENT_COMPOSE_PROJECT   compose.project
+//
+//  4. Secrets. Each is given either as a value or as a file holding the value (*_FILE); setting
+//     both the value and its _FILE variable is an error. A variable overrides the file's setting.
+//
+//     HASTACK_AGENT_GIT_TOKEN,      HASTACK_AGENT_GIT_TOKEN_FILE       source.token_file
+//     HASTACK_AGENT_WEBHOOK_SECRET, HASTACK_AGENT_WEBHOOK_SECRET_FILE  webhook.secret_file
+//     HASTACK_AGENT_API_TOKEN,      HASTACK_AGENT_API_TOKEN_FILE       api.token_file
+//
+//     Files are read once, at load; one trailing newline (\n or \r\n) is trimmed and an empty
+//     file is an error. The values end up in Source.Token, Webhook.Secret and API.Token, which
+//     are never written out: String and Redacted hide them.
+//
+//  5. Validate, whose errors are *FieldError values naming the offending setting.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of the agent.
+type Config struct {
+	Source   Source  `yaml:"source"`
+	Compose  Compose `yaml:"compose"`
+	Drift    Drift   `yaml:"drift"`
+	StateDir string  `yaml:"state_dir"` // state.json and the git mirror live here
+	// WorkDir receives one exported tree per deployed commit, <work_dir>/<commit>. It must be
+	// absolute: bind mounts in the stack resolve on the host, so the agent's container mounts
+	// this directory at the same path.
+	WorkDir string  `yaml:"work_dir"`
+	Listen  string  `yaml:"listen"`  // address of /metrics, /healthz, the API and the webhook
+	History int     `yaml:"history"` // deploys kept in state
+	Webhook Webhook `yaml:"webhook"`
+	API     API     `yaml:"api"`
+}
+
+// Source is the git repository the agent follows.
+type Source struct {
+	URL  string `yaml:"url"`  // https://, http://, ssh://, user@host:path, file:// or an absolute path
+	Ref  string `yaml:"ref"`  // branch, tag or full commit id
+	Path string `yaml:"path"` // subdirectory holding the compose project; "." for the root
+	// PollInterval is how often the source is fetched; 0 disables polling, leaving the webhook
+	// and `agent sync`.
+	PollInterval   Duration `yaml:"poll_interval"`
+	Username       string   `yaml:"username"`         // https
+	TokenFile      string   `yaml:"token_file"`       // https
+	SSHKeyFile     string   `yaml:"ssh_key_file"`     // ssh
+	KnownHostsFile string   `yaml:"known_hosts_file"` // ssh; required for ssh URLs
+
+	Token string `yaml:"-"` // read from TokenFile or the environment at load
+}
+
+// Compose is how the stack is applied.
+type Compose struct {
+	Project       string   `yaml:"project"`        // compose project name
+	Files         []string `yaml:"files"`          // relative to Source.Path
+	HealthTimeout Duration `yaml:"health_timeout"` // how long a deploy may take to become healthy
+	EnvFile       string   `yaml:"env_file"`       // optional .env file kept outside git
+}
+
+// DriftMode says what the agent does about containers changed by hand.
+type DriftMode string
+
+// The drift modes.
+const (
+	DriftRestore DriftMode = "restore" // restore the committed state after the grace period
+	DriftReport  DriftMode = "report"  // log and count, change nothing
+	DriftOff     DriftMode = "off"     // do not look
+)
+
+// Drift is the watch over containers changed by hand.
+type Drift struct {
+	Mode DriftMode `yaml:"mode"`
+	// GracePeriod is how long a drifted container is left alone before it is restored, so that
+	// `docker stop web1` stays observable.
+	GracePeriod   Duration `yaml:"grace_period"`
+	CheckInterval Duration `yaml:"check_interval"` // periodic comparison, besides Docker events
+}
+
+// Webhook is the push webhook endpoint, disabled when no secret is set.
+type Webhook struct {
+	SecretFile string `yaml:"secret_file"`
+
+	Secret string `yaml:"-"` // HMAC key (GitHub, Gitea) or token (GitLab), read at load
+}
+
+// API is the agent's own HTTP API.
+type API struct {
+	// TokenFile holds the bearer token that POST /api/v1/sync requires; a token is mandatory
+	// when Listen is not a loopback address.
+	TokenFile string `yaml:"token_file"`
+
+	Token string `yaml:"-"` // read at load
+}
+
+// Default returns the configuration used for every setting that the file and the environment
+// leave out. Its Source.URL is empty, so it does not validate on its own.
+func Default() Config {
+	return Config{
+		Source: Source{
+			Ref:          "main",
+			Path:         "stack",
+			PollInterval: Duration(60 * time.Second),
+		},
+		Compose: Compose{
+			Project:       "hastack",
+			Files:         []string{"docker-compose.yml"},
+			HealthTimeout: Duration(5 * time.Minute),
+		},
+		Drift: Drift{
+			Mode:          DriftRestore,
+			GracePeriod:   Duration(5 * time.Minute),
+			CheckInterval: Duration(30 * time.Second),
+		},
+		StateDir: "/var/lib/hastack-agent",
+		WorkDir:  "/var/lib/hastack-agent/releases",
+		Listen:   "127.0.0.1:9700",
+		History:  20,
+	}
+}
+
+// redactedValue replaces every secret in Redacted.
+const redactedValue = "REDACTED"
+
+// Redacted returns a copy of c that is safe to print or log: secret values are replaced by
+// "REDACTED" and a password in the source URL is masked.
+func (c Config) Redacted() Config {
+	r := c
+	r.Compose.Files = append([]string(nil), c.Compose.Files...)
+	if r.Source.Token != "" {
+		r.Source.Token = redactedValue
+	}
+	if r.Webhook.Secret != "" {
+		r.Webhook.Secret = redactedValue
+	}
+	if r.API.Token != "" {
+		r.API.Token = redactedValue
+	}
+	if u, err := url.Parse(c.Source.URL); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			r.Source.URL = u.Redacted()
+		}
+	}
+	return r
+}
+
+// String renders the configuration as YAML without its secrets, so that printing or logging a
+// Config never leaks one.
+func (c Config) String() string {
+	out, err := yaml.Marshal(c.Redacted())
+	if err != nil {
+		return fmt.Sprintf("config: %v", err)
+	}
+	return string(out)
+}
+
+// Duration is a time.Duration written in Go syntax ("90s", "5m"); a bare 0 is accepted too.
+type Duration time.Duration
+
+// UnmarshalYAML reads a duration in Go syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as 90s or 5m", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q: want Go syntax such as 90s or 5m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration in Go syntax.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// String returns the duration in Go syntax.
+func (d Duration) String() string { return time.Duration(d).String() }

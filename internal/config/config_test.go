@@ -1,0 +1,506 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeEnv is an environment for LoadFrom.
+type fakeEnv map[string]string
+
+func (e fakeEnv) get(name string) string { return e[name] }
+
+// fakeFiles is a file system for LoadFrom's secret files.
+type fakeFiles map[string]string
+
+func (f fakeFiles) read(name string) ([]byte, error) {
+	s, ok := f[name]
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return []byte(s), nil
+}
+
+// loadFixture loads testdata/<name> (none when name is "") with env and files.
+func loadFixture(t *testing.T, name string, env fakeEnv, files fakeFiles) (Config, error) {
+	t.Helper()
+	if name == "" {
+		return LoadFrom(nil, env.get, files.read)
+	}
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return LoadFrom(f, env.get, files.read)
+}
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	c.Source.URL = "file:///srv/hastack.git"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default() with a URL does not validate: %v", err)
+	}
+	if err := Default().Validate(); err == nil {
+		t.Fatal("Default() without a URL validates")
+	}
+}
+
+func TestLoad(t *testing.T) {
+	withURL := func(edit func(*Config)) Config {
+		c := Default()
+		c.Source.URL = "file:///srv/hastack.git"
+		if edit != nil {
+			edit(&c)
+		}
+		return c
+	}
+	tests := []struct {
+		name    string
+		fixture string
+		env     fakeEnv
+		files   fakeFiles
+		want    Config
+	}{
+		{
+			name:    "minimal file keeps the defaults",
+			fixture: "minimal.yml",
+			want:    withURL(nil),
+		},
+		{
+			name:    "comments only",
+			fixture: "empty.yml",
+			env:     fakeEnv{"HASTACK_AGENT_SOURCE_URL": "file:///srv/hastack.git"},
+			want:    withURL(nil),
+		},
+		{
+			name: "no file: defaults and environment",
+			env:  fakeEnv{"HASTACK_AGENT_SOURCE_URL": "file:///srv/hastack.git"},
+			want: withURL(nil),
+		},
+		{
+			name:    "zero poll interval disables polling",
+			fixture: "zero_poll.yml",
+			want:    withURL(func(c *Config) { c.Source.PollInterval = 0 }),
+		},
+		{
+			name:    "full file",
+			fixture: "full.yml",
+			files: fakeFiles{
+				"/run/secrets/git_token":      "ghp_git\n",
+				"/run/secrets/webhook_secret": "hook secret\r\n",
+				"/run/secrets/api_token":      "api-token",
+			},
+			want: Config{
+				Source: Source{
+					URL:          "https://git.example.com/ops/hastack.git",
+					Ref:          "v1.4.0",
+					Path:         "deploy/stack",
+					PollInterval: Duration(90 * time.Second),
+					Username:     "deploy",
+					TokenFile:    "/run/secrets/git_token",
+					Token:        "ghp_git",
+				},
+				Compose: Compose{
+					Project:       "hastack_prod",
+					Files:         []string{"docker-compose.yml", "docker-compose.prod.yml"},
+					HealthTimeout: Duration(10 * time.Minute),
+					EnvFile:       "/etc/hastack/stack.env",
+				},
+				Drift: Drift{
+					Mode:          DriftReport,
+					GracePeriod:   Duration(2 * time.Minute),
+					CheckInterval: Duration(15 * time.Second),
+				},
+				StateDir: "/srv/agent",
+				WorkDir:  "/srv/agent/releases",
+				Listen:   "0.0.0.0:9800",
+				History:  50,
+				Webhook:  Webhook{SecretFile: "/run/secrets/webhook_secret", Secret: "hook secret"},
+				API:      API{TokenFile: "/run/secrets/api_token", Token: "api-token"},
+			},
+		},
+		{
+			name:    "environment expansion",
+			fixture: "expand.yml",
+			env: fakeEnv{
+				"GIT_SERVER": "https://git.example.com",
+				"GIT_REF":    "release",
+				"PROJECT":    "shop",
+				"HOME":       "/root",
+			},
+			want: withURL(func(c *Config) {
+				c.Source.URL = "https://git.example.com/ops/hastack.git"
+				c.Source.Ref = "release"
+				c.Compose.Project = "shop"
+				c.Compose.EnvFile = "/etc/hastack/$HOME.env"
+				c.StateDir = "/var/lib/agent"
+			}),
+		},
+		{
+			name:    "environment overrides the file",
+			fixture: "full.yml",
+			env: fakeEnv{
+				"HASTACK_AGENT_SOURCE_URL":      "file:///srv/other.git",
+				"HASTACK_AGENT_SOURCE_REF":      "0123456789abcdef0123456789abcdef01234567",
+				"HASTACK_AGENT_SOURCE_PATH":     ".",
+				"HASTACK_AGENT_LISTEN":          "127.0.0.1:9900",
+				"HASTACK_AGENT_STATE_DIR":       "/state",
+				"HASTACK_AGENT_WORK_DIR":        "/work",
+				"HASTACK_AGENT_COMPOSE_PROJECT": "other",
+			},
+			files: fakeFiles{
+				"/run/secrets/git_token":      "t",
+				"/run/secrets/webhook_secret": "s",
+				"/run/secrets/api_token":      "a",
+			},
+			want: func() Config {
+				c, err := loadFixture(t, "full.yml", nil, fakeFiles{
+					"/run/secrets/git_token":      "t",
+					"/run/secrets/webhook_secret": "s",
+					"/run/secrets/api_token":      "a",
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Source.URL = "file:///srv/other.git"
+				c.Source.Ref = "0123456789abcdef0123456789abcdef01234567"
+				c.Source.Path = "."
+				c.Listen = "127.0.0.1:9900"
+				c.StateDir = "/state"
+				c.WorkDir = "/work"
+				c.Compose.Project = "other"
+				return c
+			}(),
+		},
+		{
+			name:    "secret values from the environment",
+			fixture: "minimal.yml",
+			env: fakeEnv{
+				"HASTACK_AGENT_GIT_TOKEN":      "git-token",
+				"HASTACK_AGENT_WEBHOOK_SECRET": "hook",
+				"HASTACK_AGENT_API_TOKEN":      "api",
+			},
+			want: withURL(func(c *Config) {
+				c.Source.Token = "git-token"
+				c.Webhook.Secret = "hook"
+				c.API.Token = "api"
+			}),
+		},
+		{
+			name:    "secret files from the environment",
+			fixture: "minimal.yml",
+			env: fakeEnv{
+				"HASTACK_AGENT_GIT_TOKEN_FILE":      "/s/git",
+				"HASTACK_AGENT_WEBHOOK_SECRET_FILE": "/s/hook",
+				"HASTACK_AGENT_API_TOKEN_FILE":      "/s/api",
+			},
+			files: fakeFiles{"/s/git": "g\n", "/s/hook": "h\n\n", "/s/api": "a"},
+			want: withURL(func(c *Config) {
+				c.Source.TokenFile, c.Source.Token = "/s/git", "g"
+				c.Webhook.SecretFile, c.Webhook.Secret = "/s/hook", "h\n" // one newline trimmed
+				c.API.TokenFile, c.API.Token = "/s/api", "a"
+			}),
+		},
+		{
+			name:    "a secret value in the environment replaces the file's setting",
+			fixture: "full.yml",
+			env:     fakeEnv{"HASTACK_AGENT_API_TOKEN": "from-env"},
+			files:   fakeFiles{"/run/secrets/git_token": "t", "/run/secrets/webhook_secret": "s"},
+			want: func() Config {
+				c, err := loadFixture(t, "full.yml", nil, fakeFiles{
+					"/run/secrets/git_token":      "t",
+					"/run/secrets/webhook_secret": "s",
+					"/run/secrets/api_token":      "unused",
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.API = API{Token: "from-env"}
+				return c
+			}(),
+		},
+		{
+			name:    "ssh source",
+			fixture: "ssh.yml",
+			want: withURL(func(c *Config) {
+				c.Source.URL = "git@git.example.com:ops/hastack.git"
+				c.Source.SSHKeyFile = "/run/secrets/deploy_key"
+				c.Source.KnownHostsFile = "/etc/hastack/known_hosts"
+			}),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := loadFixture(t, tt.fixture, tt.env, tt.files)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got\n%#v\nwant\n%#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		fixture string
+		env     fakeEnv
+		files   fakeFiles
+		field   string // the FieldError's field, when the error is one
+		want    string // in the message
+	}{
+		{
+			name:    "unknown key names the key and its line",
+			fixture: "unknown_key.yml",
+			want:    `config: line 4: unknown key "pol_interval"`,
+		},
+		{
+			name:    "bad duration gives the line",
+			fixture: "bad_duration.yml",
+			want:    `line 4: invalid duration "five minutes"`,
+		},
+		{
+			name:    "two documents",
+			fixture: "two_documents.yml",
+			want:    "more than one YAML document",
+		},
+		{
+			name:    "git token value and file",
+			fixture: "minimal.yml",
+			env:     fakeEnv{"HASTACK_AGENT_GIT_TOKEN": "t", "HASTACK_AGENT_GIT_TOKEN_FILE": "/s/t"},
+			field:   "HASTACK_AGENT_GIT_TOKEN, HASTACK_AGENT_GIT_TOKEN_FILE",
+		},
+		{
+			name:    "webhook secret value and file",
+			fixture: "minimal.yml",
+			env:     fakeEnv{"HASTACK_AGENT_WEBHOOK_SECRET": "t", "HASTACK_AGENT_WEBHOOK_SECRET_FILE": "/s/t"},
+			field:   "HASTACK_AGENT_WEBHOOK_SECRET, HASTACK_AGENT_WEBHOOK_SECRET_FILE",
+		},
+		{
+			name:    "api token value and file",
+			fixture: "minimal.yml",
+			env:     fakeEnv{"HASTACK_AGENT_API_TOKEN": "t", "HASTACK_AGENT_API_TOKEN_FILE": "/s/t"},
+			field:   "HASTACK_AGENT_API_TOKEN, HASTACK_AGENT_API_TOKEN_FILE",
+		},
+		{
+			name:    "empty secret file named in the file",
+			fixture: "full.yml",
+			files:   fakeFiles{"/run/secrets/git_token": "\n"},
+			field:   "source.token_file",
+		},
+		{
+			name:    "empty secret file named in the environment",
+			fixture: "minimal.yml",
+			env:     fakeEnv{"HASTACK_AGENT_WEBHOOK_SECRET_FILE": "/s/hook"},
+			files:   fakeFiles{"/s/hook": ""},
+			field:   "HASTACK_AGENT_WEBHOOK_SECRET_FILE",
+		},
+		{
+			name:    "missing secret file",
+			fixture: "full.yml",
+			want:    "config: source.token_file: read secret: open /run/secrets/git_token",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadFixture(t, tt.fixture, tt.env, tt.files)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tt.field != "" {
+				var fe *FieldError
+				if !errors.As(err, &fe) {
+					t.Fatalf("%v is not a *FieldError", err)
+				}
+				if fe.Field != tt.field {
+					t.Errorf("field %q, want %q (%v)", fe.Field, tt.field, err)
+				}
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		fixture string // testdata/invalid_<fixture>.yml
+		field   string
+	}{
+		{"missing_url", "source.url"},
+		{"url_scheme", "source.url"},
+		{"url_relative", "source.url"},
+		{"ssh_no_known_hosts", "source.known_hosts_file"},
+		{"scp_no_known_hosts", "source.known_hosts_file"},
+		{"empty_ref", "source.ref"},
+		{"ref_space", "source.ref"},
+		{"absolute_path", "source.path"},
+		{"path_escapes", "source.path"},
+		{"poll_too_short", "source.poll_interval"},
+		{"poll_negative", "source.poll_interval"},
+		{"project_upper", "compose.project"},
+		{"no_files", "compose.files"},
+		{"file_escapes", "compose.files[0]"},
+		{"health_timeout_zero", "compose.health_timeout"},
+		{"drift_mode", "drift.mode"},
+		{"grace_negative", "drift.grace_period"},
+		{"check_interval_zero", "drift.check_interval"},
+		{"empty_state_dir", "state_dir"},
+		{"relative_work_dir", "work_dir"},
+		{"listen_no_port", "listen"},
+		{"listen_public_no_token", "api.token_file"},
+		{"listen_all_no_token", "api.token_file"},
+		{"history_zero", "history"},
+		{"history_too_big", "history"},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		seen["invalid_"+tt.fixture+".yml"] = true
+		t.Run(tt.fixture, func(t *testing.T) {
+			_, err := loadFixture(t, "invalid_"+tt.fixture+".yml", nil, nil)
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v is not a *FieldError", err)
+			}
+			if fe.Field != tt.field {
+				t.Errorf("field %q, want %q (%v)", fe.Field, tt.field, err)
+			}
+			if want := "config: " + tt.field + ": "; !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("message %q does not start with %q", err, want)
+			}
+			if strings.Count(err.Error(), "config: ") != 1 {
+				t.Errorf("fixture breaks more than one rule: %v", err)
+			}
+		})
+	}
+	fixtures, _ := filepath.Glob("testdata/invalid_*.yml")
+	for _, f := range fixtures {
+		if !seen[filepath.Base(f)] {
+			t.Errorf("fixture %s has no test", f)
+		}
+	}
+}
+
+func TestValidateAcceptsLoopbackAndTokens(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:9700", "[::1]:9700", "localhost:9700", "127.0.0.2:0"} {
+		c := Default()
+		c.Source.URL = "file:///srv/hastack.git"
+		c.Listen = listen
+		if err := c.Validate(); err != nil {
+			t.Errorf("listen %s: %v", listen, err)
+		}
+	}
+	c := Default()
+	c.Source.URL = "https://git.example.com/hastack.git"
+	c.Listen = "0.0.0.0:9700"
+	c.API.Token = "t"
+	if err := c.Validate(); err != nil {
+		t.Errorf("public listen with a token: %v", err)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := Default()
+	c.History = 0
+	c.Compose.Project = "Bad"
+	err := c.Validate()
+	for _, field := range []string{"source.url", "compose.project", "history"} {
+		if !strings.Contains(err.Error(), "config: "+field+": ") {
+			t.Errorf("%q does not name %s", err, field)
+		}
+	}
+}
+
+func TestLoadPath(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "api_token")
+	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HASTACK_AGENT_LISTEN", "0.0.0.0:9700")
+	t.Setenv("HASTACK_AGENT_API_TOKEN_FILE", token)
+	c, err := Load("testdata/minimal.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API.Token != "s3cret" || c.Listen != "0.0.0.0:9700" {
+		t.Errorf("got listen %q token %q", c.Listen, c.API.Token)
+	}
+
+	_, err = Load("testdata/unknown_key.yml")
+	if want := "config: testdata/unknown_key.yml: line 4: unknown key"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %v, want prefix %q", err, want)
+	}
+	if _, err := Load("testdata/absent.yml"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := Default()
+	c.Source.URL = "https://deploy:hunter2@git.example.com/hastack.git"
+	c.Source.Token = "ghp_secret_token"
+	c.Webhook.Secret = "webhook_secret"
+	c.API.Token = "api_secret"
+
+	r := c.Redacted()
+	if r.Source.Token != "REDACTED" || r.Webhook.Secret != "REDACTED" || r.API.Token != "REDACTED" {
+		t.Errorf("secrets survive Redacted: %#v", r)
+	}
+	if c.Source.Token != "ghp_secret_token" {
+		t.Error("Redacted changed the original")
+	}
+	if Default().Redacted().API.Token != "" {
+		t.Error("an unset secret becomes REDACTED")
+	}
+	for _, s := range []string{c.String(), r.Source.URL} {
+		for _, secret := range []string{"hunter2", "ghp_secret_token", "webhook_secret", "api_secret"} {
+			if strings.Contains(s, secret) {
+				t.Errorf("%q leaks %q", s, secret)
+			}
+		}
+	}
+	if !strings.Contains(c.String(), "poll_interval: 1m0s") {
+		t.Errorf("String does not render durations: %s", c)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	closed := filepath.Join(dir, "closed")
+	for name, mode := range map[string]os.FileMode{open: 0o644, closed: 0o600} {
+		if err := os.WriteFile(name, []byte("x"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(name, mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+	}
+	c := Default()
+	c.Source.URL = "https://git.example.com/hastack.git"
+	c.Source.TokenFile, c.Source.Token = open, "x"
+	c.Webhook.SecretFile = closed
+	ws := c.Warnings()
+	if len(ws) != 1 || !strings.HasPrefix(ws[0], "source.token_file: ") || !strings.Contains(ws[0], "0644") {
+		t.Errorf("warnings %q, want one about source.token_file mode 0644", ws)
+	}
+
+	c = Default()
+	c.Source.URL = "file:///srv/hastack.git"
+	c.Source.Token = "x"
+	c.Source.SSHKeyFile = closed
+	if ws := c.Warnings(); len(ws) != 2 {
+		t.Errorf("warnings %q, want credentials unused by a file URL", ws)
+	}
+}

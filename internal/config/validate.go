@@ -1,0 +1,234 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FieldError is one invalid setting. Field is the setting's YAML path ("source.url") or the
+// environment variables concerned.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return "config: " + e.Field + ": " + e.Problem }
+
+// Limits enforced by Validate.
+const (
+	MinPollInterval = 5 * time.Second
+	MinHistory      = 1
+	MaxHistory      = 1000
+)
+
+// projectName is compose's rule for project names.
+var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// Validate checks every setting. It returns nil or every problem found, each a *FieldError
+// (errors.As finds the first; errors.Join joins them).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+
+	// source
+	kind, err := sourceKind(c.Source.URL)
+	if err != nil {
+		bad("source.url", "%v", err)
+	}
+	if kind == kindSSH && c.Source.KnownHostsFile == "" {
+		bad("source.known_hosts_file", "required for an ssh URL (host keys are always checked); "+
+			"write one with `ssh-keyscan HOST > known_hosts`")
+	}
+	if c.Source.Ref == "" {
+		bad("source.ref", "required: a branch, a tag or a full commit id")
+	} else if strings.ContainsFunc(c.Source.Ref, isSpaceOrControl) {
+		bad("source.ref", "%q contains a space or a control character", c.Source.Ref)
+	}
+	if err := relativePath(c.Source.Path); err != nil {
+		bad("source.path", "%v (use \".\" for the repository root)", err)
+	}
+	if p := time.Duration(c.Source.PollInterval); p < 0 {
+		bad("source.poll_interval", "must not be negative, got %v (0 disables polling)", p)
+	} else if p != 0 && p < MinPollInterval {
+		bad("source.poll_interval", "%v is below the minimum of %v (0 disables polling)", p, MinPollInterval)
+	}
+
+	// compose
+	if !projectName.MatchString(c.Compose.Project) {
+		bad("compose.project", "%q is not a compose project name: lowercase letters, digits, '_' and '-', "+
+			"starting with a letter or digit", c.Compose.Project)
+	}
+	if len(c.Compose.Files) == 0 {
+		bad("compose.files", "at least one compose file is required")
+	}
+	for i, f := range c.Compose.Files {
+		if err := relativePath(f); err != nil {
+			bad(fmt.Sprintf("compose.files[%d]", i), "%v", err)
+		}
+	}
+	if c.Compose.HealthTimeout <= 0 {
+		bad("compose.health_timeout", "must be greater than 0, got %v", c.Compose.HealthTimeout)
+	}
+
+	// drift
+	switch c.Drift.Mode {
+	case DriftRestore, DriftReport, DriftOff:
+	default:
+		bad("drift.mode", "%q is not one of restore, report, off", c.Drift.Mode)
+	}
+	if c.Drift.GracePeriod < 0 {
+		bad("drift.grace_period", "must not be negative, got %v", c.Drift.GracePeriod)
+	}
+	if c.Drift.Mode != DriftOff && c.Drift.CheckInterval <= 0 {
+		bad("drift.check_interval", "must be greater than 0, got %v", c.Drift.CheckInterval)
+	}
+
+	// directories, listen, history
+	if c.StateDir == "" {
+		bad("state_dir", "required")
+	}
+	if !filepath.IsAbs(c.WorkDir) {
+		bad("work_dir", "%q is not an absolute path: bind mounts resolve on the host, "+
+			"so the agent's container must mount work_dir at the same absolute path", c.WorkDir)
+	}
+	loopback, err := isLoopback(c.Listen)
+	if err != nil {
+		bad("listen", "%v", err)
+	} else if !loopback && c.API.Token == "" && c.API.TokenFile == "" {
+		bad("api.token_file", "required when listen (%s) is not a loopback address: "+
+			"set api.token_file or HASTACK_AGENT_API_TOKEN(_FILE), or listen on 127.0.0.1", c.Listen)
+	}
+	if c.History < MinHistory || c.History > MaxHistory {
+		bad("history", "%d is outside %d..%d", c.History, MinHistory, MaxHistory)
+	}
+	return errors.Join(errs...)
+}
+
+// Warnings returns problems that do not stop the agent but deserve a log line: secret files
+// readable by group or others, and credentials the source URL does not use.
+func (c Config) Warnings() []string {
+	return c.warnings(os.Stat)
+}
+
+func (c Config) warnings(stat func(string) (fs.FileInfo, error)) []string {
+	var ws []string
+	for _, f := range []struct{ field, path string }{
+		{"source.token_file", c.Source.TokenFile},
+		{"source.ssh_key_file", c.Source.SSHKeyFile},
+		{"webhook.secret_file", c.Webhook.SecretFile},
+		{"api.token_file", c.API.TokenFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		fi, err := stat(f.path)
+		if err != nil {
+			continue // a missing file is reported by whoever reads it
+		}
+		if mode := fi.Mode().Perm(); mode&0o077 != 0 {
+			ws = append(ws, fmt.Sprintf("%s: %s is readable by group or others (mode %04o); chmod 600 it",
+				f.field, f.path, mode))
+		}
+	}
+	kind, _ := sourceKind(c.Source.URL)
+	if kind != kindHTTP && (c.Source.Token != "" || c.Source.Username != "") {
+		ws = append(ws, "source.token_file, source.username: ignored: the source URL is not https")
+	}
+	if kind != kindSSH && c.Source.SSHKeyFile != "" {
+		ws = append(ws, "source.ssh_key_file: ignored: the source URL is not ssh")
+	}
+	return ws
+}
+
+type urlKind int
+
+const (
+	kindUnknown urlKind = iota
+	kindFile
+	kindHTTP
+	kindSSH
+)
+
+// scpLike matches git's [user@]host:path form of ssh URLs.
+var scpLike = regexp.MustCompile(`^(?:[^@/\s]+@)?[a-zA-Z0-9._-]+:`)
+
+// sourceKind tells which transport a source URL uses.
+func sourceKind(raw string) (urlKind, error) {
+	switch {
+	case raw == "":
+		return kindUnknown, errors.New("required: the git repository to follow")
+	case strings.HasPrefix(raw, "/"):
+		return kindFile, nil
+	case !strings.Contains(raw, "://"):
+		if scpLike.MatchString(raw) {
+			return kindSSH, nil
+		}
+		return kindUnknown, fmt.Errorf("%q is neither a URL, an absolute path nor user@host:path", raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return kindUnknown, fmt.Errorf("%q: %v", raw, err)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Path == "" {
+			return kindUnknown, fmt.Errorf("%q has no path", raw)
+		}
+		return kindFile, nil
+	case "http", "https":
+		if u.Host == "" {
+			return kindUnknown, fmt.Errorf("%q has no host", raw)
+		}
+		return kindHTTP, nil
+	case "ssh":
+		if u.Host == "" {
+			return kindUnknown, fmt.Errorf("%q has no host", raw)
+		}
+		return kindSSH, nil
+	}
+	return kindUnknown, fmt.Errorf("scheme %q is not supported: use https, ssh or file", u.Scheme)
+}
+
+// relativePath accepts a relative slash-separated path that stays inside its root.
+func relativePath(p string) error {
+	if p == "" {
+		return errors.New("required")
+	}
+	if path.IsAbs(p) || filepath.IsAbs(p) {
+		return fmt.Errorf("%q must be relative", p)
+	}
+	if clean := path.Clean(p); clean == ".." || strings.HasPrefix(clean, "../") {
+		return fmt.Errorf("%q leaves the repository", p)
+	}
+	return nil
+}
+
+// isLoopback reports whether a listen address only accepts connections from this host.
+func isLoopback(addr string) (bool, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, fmt.Errorf("%q is not host:port: %v", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return false, fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback(), nil
+}
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
