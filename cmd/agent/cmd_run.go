@@ -95,8 +95,8 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	events := alerts.NewLogger(log, reg)
 	metrics := agentsync.NewMetrics(reg)
-	newStack := func(dir string) agentsync.Stack {
-		return compose.Project{Name: cfg.Compose.Project, Dir: dir, Files: cfg.Compose.Files, EnvFile: cfg.Compose.EnvFile, Output: io.Discard}
+	newStack := func(projectDir string, files []string) agentsync.Stack {
+		return compose.Project{Name: cfg.Compose.Project, Dir: projectDir, Files: files, EnvFile: cfg.Compose.EnvFile, Output: io.Discard}
 	}
 	rec, err := agentsync.New(agentsync.Options{
 		Project: cfg.Compose.Project, Subpath: cfg.Source.Path, ComposeFiles: cfg.Compose.Files,

@@ -22,6 +22,7 @@ const (
 	labelService    = "com.docker.compose.service"
 	labelConfigHash = "com.docker.compose.config-hash"
 	labelOneOff     = "com.docker.compose.oneoff"
+	labelDigest     = "io.hastack.content-digest"
 )
 
 // Container is one container of a Compose project as the engine reports it.
@@ -30,6 +31,7 @@ type Container struct {
 	Name       string
 	Service    string
 	ConfigHash string
+	Digest     string // the agent's content digest label, if any
 	State      string // created, running, paused, restarting, removing, exited, dead
 	Health     string // healthy, unhealthy, starting, or "" without a healthcheck
 	ExitCode   int
@@ -120,6 +122,7 @@ func (c *Client) ProjectContainers(ctx context.Context, project string) ([]Conta
 			Name:       strings.TrimPrefix(in.Name, "/"),
 			Service:    s.Labels[labelService],
 			ConfigHash: s.Labels[labelConfigHash],
+			Digest:     s.Labels[labelDigest],
 			Image:      in.Image,
 		}
 		if in.State != nil {

@@ -12,7 +12,7 @@ const (
 	ReasonMissing = "missing"       // no container yet
 	ReasonStopped = "not running"   // stopped, exited or unhealthy
 	ReasonConfig  = "configuration" // its compose configuration changed
-	ReasonBuild   = "build context" // the files its image is built from changed
+	ReasonFiles   = "files"         // files it is built from or bind-mounts changed
 	ReasonOrphan  = "orphan"        // the project no longer defines it: removed
 )
 
@@ -46,11 +46,8 @@ func (p Plan) Services() []string {
 	return out
 }
 
-// MakePlan compares the services of a release with the running containers. appliedHashes are
-// the build-context digests recorded for the release now applied (nil when none is known, in
-// which case a build context counts as unchanged: Compose still recreates a service whose
-// rebuilt image differs).
-func MakePlan(services []compose.Service, running []docker.Container, appliedHashes map[string]string) Plan {
+// MakePlan compares the services of a release with the running containers.
+func MakePlan(services []compose.Service, running []docker.Container) Plan {
 	byService := map[string][]docker.Container{}
 	for _, c := range running {
 		byService[c.Service] = append(byService[c.Service], c)
@@ -70,7 +67,7 @@ func MakePlan(services []compose.Service, running []docker.Container, appliedHas
 		default:
 			base = append(base, s.Name)
 		}
-		if reason := changeReason(s, byService[s.Name], appliedHashes); reason != "" {
+		if reason := changeReason(s, byService[s.Name]); reason != "" {
 			p.Changes = append(p.Changes, Change{Service: s.Name, Reason: reason})
 		}
 	}
@@ -138,17 +135,17 @@ func dependsOnRolling(services []compose.Service) map[string]bool {
 	return out
 }
 
-func changeReason(s compose.Service, cs []docker.Container, appliedHashes map[string]string) string {
+func changeReason(s compose.Service, cs []docker.Container) string {
 	if len(cs) == 0 {
 		return ReasonMissing
 	}
 	for _, c := range cs {
 		if c.ConfigHash != s.ConfigHash {
+			if c.Digest != s.Digest {
+				return ReasonFiles
+			}
 			return ReasonConfig
 		}
-	}
-	if old, ok := appliedHashes[s.Name]; ok && s.ContextHash != "" && old != s.ContextHash {
-		return ReasonBuild
 	}
 	for _, c := range cs {
 		if !c.Ready() {

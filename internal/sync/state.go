@@ -41,10 +41,8 @@ type State struct {
 	BadReason string `json:"bad_reason,omitempty"`
 	// InProgress is set, and saved, before a deploy touches a container and cleared when it
 	// ends: found set at start-up, it says a deploy was interrupted (kill -9, power loss).
-	InProgress string `json:"in_progress,omitempty"`
-	// ContextHashes are the build-context digests of Applied's services.
-	ContextHashes map[string]string `json:"context_hashes,omitempty"`
-	History       []Deploy          `json:"history,omitempty"`
+	InProgress string   `json:"in_progress,omitempty"`
+	History    []Deploy `json:"history,omitempty"`
 }
 
 // Record appends a deploy to the history, keeping the newest max entries.

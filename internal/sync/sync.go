@@ -64,10 +64,14 @@ const (
 
 // Options configure a Reconciler.
 type Options struct {
-	Project       string
-	Subpath       string        // the compose project's directory inside the repository, e.g. "stack"
-	ComposeFiles  []string      // relative to Subpath
-	WorkDir       string        // releases live in WorkDir/<commit>; WorkDir/current links to the applied one
+	Project      string
+	Subpath      string   // the compose project's directory inside the repository, e.g. "stack"
+	ComposeFiles []string // relative to Subpath
+	// WorkDir holds one exported tree per commit, WorkDir/<commit>, and WorkDir/current, a
+	// symlink to the applied one. Compose runs with WorkDir/current/<Subpath> as its project
+	// directory, so the paths it resolves (bind mounts, build contexts) and therefore its
+	// configuration hashes stay the same from one commit to the next.
+	WorkDir       string
 	Persistent    []string      // paths under Subpath kept across releases (secrets/, .env, ...)
 	HealthTimeout time.Duration // how long a deploy waits for every service to be healthy
 	PollInterval  time.Duration // 0: no polling
@@ -82,7 +86,7 @@ type Reconciler struct {
 	opts     Options
 	src      Source
 	engine   Engine
-	newStack func(dir string) Stack
+	newStack func(projectDir string, files []string) Stack
 	store    *Store
 	events   Events
 	metrics  *Metrics
@@ -124,8 +128,9 @@ type ServiceInfo struct {
 	Ready     bool   `json:"ready"`
 }
 
-// New makes a Reconciler. newStack opens the compose project of a release directory.
-func New(opts Options, src Source, engine Engine, newStack func(dir string) Stack, store *Store, events Events, metrics *Metrics, log *slog.Logger) (*Reconciler, error) {
+// New makes a Reconciler. newStack opens a compose project: its (stable) project directory and
+// the absolute paths of its compose files.
+func New(opts Options, src Source, engine Engine, newStack func(projectDir string, files []string) Stack, store *Store, events Events, metrics *Metrics, log *slog.Logger) (*Reconciler, error) {
 	st, err := store.Load()
 	if err != nil {
 		return nil, err
@@ -258,9 +263,9 @@ func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, i
 	log := r.log.With("commit", short(rev.Commit), "trigger", trigger)
 	log.Info("deploying", "subject", rev.Subject)
 
-	dir, err := r.release(ctx, rev.Commit)
+	stack, err := r.prepare(ctx, rev.Commit)
 	if err == nil {
-		err = r.newStack(dir).Validate(ctx)
+		err = stack.Validate(ctx)
 	}
 	if err != nil {
 		// Nothing was touched: the running stack keeps serving.
@@ -270,13 +275,23 @@ func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, i
 	if err := r.save(st); err != nil {
 		return err
 	}
-	plan, hashes, touched, err := r.applyRelease(ctx, dir)
+	if err := r.linkCurrent(rev.Commit); err != nil {
+		return err
+	}
+	plan, touched, err := r.applyRelease(ctx, stack)
 	d.Recreated = plan.Services()
 	if err != nil {
-		st.Applied = rev.Commit // partially: the rollback below, or the next start, converges
+		if !touched && st.Applied != "" {
+			// Nothing ran: point current back at the release that runs.
+			if lerr := r.linkCurrent(st.Applied); lerr != nil {
+				r.log.Error("restore current link", "err", lerr)
+			}
+		} else {
+			st.Applied = rev.Commit // partially: the rollback below, or the next start, converges
+		}
 		return r.fail(ctx, st, d, err, touched, isRollback)
 	}
-	st.Applied, st.LastGood, st.InProgress, st.ContextHashes = rev.Commit, rev.Commit, "", hashes
+	st.Applied, st.LastGood, st.InProgress = rev.Commit, rev.Commit, ""
 	if !isRollback && st.Bad != "" {
 		// A newer commit deployed: the failure is behind us.
 		r.events.Event(ctx, "DeployFailed", false, nil, "")
@@ -287,7 +302,6 @@ func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, i
 	if err := r.save(st); err != nil {
 		return err
 	}
-	r.linkCurrent(dir)
 	r.metrics.deployedCommit(rev.Commit)
 	log.Info("deployed", "recreated", d.Recreated, "took", time.Since(d.Started).Round(time.Millisecond))
 	return nil
@@ -341,48 +355,94 @@ func (r *Reconciler) fail(ctx context.Context, st State, d Deploy, cause error, 
 	return fmt.Errorf("%s: %w", d.Outcome, cause)
 }
 
-// release exports commit into WorkDir/<commit> (once) and links the persistent paths into it.
-func (r *Reconciler) release(ctx context.Context, commit string) (string, error) {
+// overrideName is the compose override the agent writes into each release: content digests.
+const overrideName = ".hastack-agent.yml"
+
+func (r *Reconciler) projectDir() string {
+	return filepath.Join(r.opts.WorkDir, "current", r.opts.Subpath)
+}
+
+// stackOf opens commit's compose project (its files, with the digest override when written)
+// at the stable project directory.
+func (r *Reconciler) stackOf(commit string, withOverride bool) Stack {
+	dir := filepath.Join(r.opts.WorkDir, commit, r.opts.Subpath)
+	files := make([]string, 0, len(r.opts.ComposeFiles)+1)
+	for _, f := range r.opts.ComposeFiles {
+		files = append(files, filepath.Join(dir, f))
+	}
+	if withOverride {
+		files = append(files, filepath.Join(dir, overrideName))
+	}
+	return r.newStack(r.projectDir(), files)
+}
+
+// prepare exports commit into WorkDir/<commit> (once), links the persistent paths into it and
+// writes its digest override, and returns its compose project.
+func (r *Reconciler) prepare(ctx context.Context, commit string) (Stack, error) {
 	root := filepath.Join(r.opts.WorkDir, commit)
 	if _, err := os.Stat(root); os.IsNotExist(err) {
 		if err := os.MkdirAll(r.opts.WorkDir, 0o755); err != nil {
-			return "", fmt.Errorf("create work dir: %w", err)
+			return nil, fmt.Errorf("create work dir: %w", err)
 		}
 		if err := r.src.Export(ctx, commit, root); err != nil {
-			return "", fmt.Errorf("export %s: %w", short(commit), err)
+			return nil, fmt.Errorf("export %s: %w", short(commit), err)
 		}
 	}
 	dir := filepath.Join(root, r.opts.Subpath)
 	if _, err := os.Stat(dir); err != nil {
-		return "", fmt.Errorf("commit %s has no %s directory", short(commit), r.opts.Subpath)
+		return nil, fmt.Errorf("commit %s has no %s directory", short(commit), r.opts.Subpath)
 	}
-	if err := linkPersistent(dir, filepath.Join(r.opts.WorkDir, "shared"), r.opts.Persistent); err != nil {
-		return "", err
+	shared := filepath.Join(r.opts.WorkDir, "shared")
+	if err := linkPersistent(dir, shared, r.opts.Persistent); err != nil {
+		return nil, err
 	}
-	return dir, nil
+	if _, err := os.Lstat(filepath.Join(r.opts.WorkDir, "current")); os.IsNotExist(err) {
+		// The first release: Compose needs the project directory to exist.
+		if err := r.linkCurrent(commit); err != nil {
+			return nil, err
+		}
+	}
+	services, err := r.stackOf(commit, false).Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Compose reports paths under the stable current/ directory; the files to digest are this
+	// release's copies, except what lives in shared/ (generated secrets and certificates).
+	current := filepath.Join(r.opts.WorkDir, "current")
+	resolve := func(p string) string {
+		rel, err := filepath.Rel(current, p)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			return "" // a host path such as /proc
+		}
+		local := filepath.Join(root, rel)
+		if real, err := filepath.EvalSymlinks(local); err == nil {
+			if sharedRel, err := filepath.Rel(shared, real); err == nil && !strings.HasPrefix(sharedRel, "..") {
+				return ""
+			}
+		}
+		return local
+	}
+	if err := compose.WriteDigestOverride(filepath.Join(dir, overrideName), services, resolve); err != nil {
+		return nil, fmt.Errorf("digest release %s: %w", short(commit), err)
+	}
+	return r.stackOf(commit, true), nil
 }
 
-// applyRelease builds and brings up the release in dir, rolling groups one member at a time,
-// and waits until every service is ready. touched says whether any container may have changed.
-func (r *Reconciler) applyRelease(ctx context.Context, dir string) (plan Plan, hashes map[string]string, touched bool, err error) {
-	stack := r.newStack(dir)
+// applyRelease builds and brings up a release whose files current/ points at, rolling groups
+// one member at a time, and waits until every service is ready. touched says whether any
+// container may have changed.
+func (r *Reconciler) applyRelease(ctx context.Context, stack Stack) (plan Plan, touched bool, err error) {
 	services, err := stack.Services(ctx)
 	if err != nil {
-		return plan, nil, false, fmt.Errorf("read services: %w", err)
+		return plan, false, fmt.Errorf("read services: %w", err)
 	}
 	running, err := r.engine.ProjectContainers(ctx, r.opts.Project)
 	if err != nil {
-		return plan, nil, false, err
+		return plan, false, err
 	}
-	plan = MakePlan(services, running, r.snapshot().ContextHashes)
-	hashes = map[string]string{}
-	for _, s := range services {
-		if s.ContextHash != "" {
-			hashes[s.Name] = s.ContextHash
-		}
-	}
+	plan = MakePlan(services, running)
 	if err := stack.Build(ctx); err != nil {
-		return plan, nil, false, fmt.Errorf("build: %w", err)
+		return plan, false, fmt.Errorf("build: %w", err)
 	}
 	for i, step := range plan.Steps {
 		if len(step) == 0 {
@@ -390,11 +450,11 @@ func (r *Reconciler) applyRelease(ctx context.Context, dir string) (plan Plan, h
 		}
 		touched = true
 		if err := stack.Up(ctx, step...); err != nil {
-			return plan, nil, true, fmt.Errorf("up %s: %w", strings.Join(step, " "), err)
+			return plan, true, fmt.Errorf("up %s: %w", strings.Join(step, " "), err)
 		}
 		if i > 0 { // a rolling group member: healthy before the next one goes
 			if err := r.waitReady(ctx, step); err != nil {
-				return plan, nil, true, err
+				return plan, true, err
 			}
 		}
 	}
@@ -403,9 +463,9 @@ func (r *Reconciler) applyRelease(ctx context.Context, dir string) (plan Plan, h
 		all = append(all, s.Name)
 	}
 	if err := r.waitReady(ctx, all); err != nil {
-		return plan, nil, true, err
+		return plan, true, err
 	}
-	return plan, hashes, touched, nil
+	return plan, touched, nil
 }
 
 // waitReady waits until every container of the named services is ready, or the health
@@ -489,17 +549,18 @@ func linkPersistent(dir, shared string, paths []string) error {
 	return nil
 }
 
-// linkCurrent points WorkDir/current at the applied release's compose directory, where an
-// operator can run `docker compose` by hand.
-func (r *Reconciler) linkCurrent(dir string) {
+// linkCurrent points WorkDir/current at commit's release, atomically.
+func (r *Reconciler) linkCurrent(commit string) error {
 	link := filepath.Join(r.opts.WorkDir, "current")
 	tmp := link + ".tmp"
 	os.Remove(tmp)
-	if err := os.Symlink(dir, tmp); err == nil {
-		if err := os.Rename(tmp, link); err != nil {
-			r.log.Warn("update current link", "err", err)
-		}
+	if err := os.Symlink(commit, tmp); err != nil {
+		return fmt.Errorf("link current release: %w", err)
 	}
+	if err := os.Rename(tmp, link); err != nil {
+		return fmt.Errorf("link current release: %w", err)
+	}
+	return nil
 }
 
 // Plan exports commit (the source's when empty) and says what deploying it would change,
@@ -512,11 +573,12 @@ func (r *Reconciler) Plan(ctx context.Context, commit string) (Revision, Plan, e
 			return rev, Plan{}, fmt.Errorf("fetch: %w", err)
 		}
 	}
-	dir, err := r.release(ctx, rev.Commit)
+	r.apply.Lock() // prepare writes into the work dir
+	stack, err := r.prepare(ctx, rev.Commit)
+	r.apply.Unlock()
 	if err != nil {
 		return rev, Plan{}, err
 	}
-	stack := r.newStack(dir)
 	if err := stack.Validate(ctx); err != nil {
 		return rev, Plan{}, err
 	}
@@ -528,7 +590,7 @@ func (r *Reconciler) Plan(ctx context.Context, commit string) (Revision, Plan, e
 	if err != nil {
 		return rev, Plan{}, err
 	}
-	return rev, MakePlan(services, running, r.snapshot().ContextHashes), nil
+	return rev, MakePlan(services, running), nil
 }
 
 // CheckDrift compares the containers with the applied release; services that stay drifted
@@ -542,8 +604,7 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		return // a deploy is running: it owns the containers
 	}
 	defer r.apply.Unlock()
-	dir := filepath.Join(r.opts.WorkDir, st.Applied, r.opts.Subpath)
-	stack := r.newStack(dir)
+	stack := r.stackOf(st.Applied, true)
 	services, err := stack.Services(ctx)
 	if err != nil {
 		r.log.Warn("drift check: read services", "err", err)
@@ -554,7 +615,7 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		r.log.Warn("drift check: list containers", "err", err)
 		return
 	}
-	plan := MakePlan(services, running, st.ContextHashes)
+	plan := MakePlan(services, running)
 	now := time.Now()
 	r.mu.Lock()
 	drifted := map[string]bool{}

@@ -34,11 +34,11 @@ type fakeWorld struct {
 	commits    map[string]release
 	containers map[string]docker.Container // by service
 	ups        [][]string                  // every Up call
-	dirCommit  map[string]string           // release dir -> commit
+
 }
 
 func newWorld() *fakeWorld {
-	return &fakeWorld{commits: map[string]release{}, containers: map[string]docker.Container{}, dirCommit: map[string]string{}}
+	return &fakeWorld{commits: map[string]release{}, containers: map[string]docker.Container{}}
 }
 
 func (w *fakeWorld) Fetch(ctx context.Context) (Revision, error) {
@@ -54,13 +54,7 @@ func (w *fakeWorld) Export(ctx context.Context, commit, dst string) error {
 	if _, ok := w.commits[commit]; !ok {
 		return errors.New("unknown commit")
 	}
-	if err := os.MkdirAll(filepath.Join(dst, "stack"), 0o755); err != nil {
-		return err
-	}
-	w.mu.Lock()
-	w.dirCommit[filepath.Join(dst, "stack")] = commit
-	w.mu.Unlock()
-	return nil
+	return os.MkdirAll(filepath.Join(dst, "stack"), 0o755)
 }
 
 func (w *fakeWorld) ProjectContainers(ctx context.Context, project string) ([]docker.Container, error) {
@@ -73,17 +67,21 @@ func (w *fakeWorld) ProjectContainers(ctx context.Context, project string) ([]do
 	return out, nil
 }
 
-func (w *fakeWorld) stack(dir string) Stack { return &fakeStack{w: w, dir: dir} }
+// stack opens a release's project; the commit is the directory two levels above its first
+// compose file (WorkDir/<commit>/stack/docker-compose.yml).
+func (w *fakeWorld) stack(projectDir string, files []string) Stack {
+	return &fakeStack{w: w, commit: filepath.Base(filepath.Dir(filepath.Dir(files[0])))}
+}
 
 type fakeStack struct {
-	w   *fakeWorld
-	dir string
+	w      *fakeWorld
+	commit string
 }
 
 func (s *fakeStack) rel() release {
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
-	return s.w.commits[s.w.dirCommit[s.dir]]
+	return s.w.commits[s.commit]
 }
 
 func (s *fakeStack) Validate(ctx context.Context) error {
@@ -156,7 +154,7 @@ func newTestReconciler(t *testing.T, w *fakeWorld, ev *fakeEvents) (*Reconciler,
 	t.Helper()
 	dir := t.TempDir()
 	opts := Options{
-		Project: "test", Subpath: "stack", WorkDir: filepath.Join(dir, "releases"),
+		Project: "test", Subpath: "stack", ComposeFiles: []string{"docker-compose.yml"}, WorkDir: filepath.Join(dir, "releases"),
 		Persistent: []string{"secrets", ".env"}, HealthTimeout: 2 * time.Second,
 		DriftMode: DriftRestore, DriftGrace: 0, History: 10,
 	}
@@ -349,7 +347,7 @@ func TestStoreSaveIsAtomicAndRoundTrips(t *testing.T) {
 	if st, err := s.Load(); err != nil || st.Applied != "" {
 		t.Fatalf("empty store: %+v %v", st, err)
 	}
-	in := State{Applied: "a", LastGood: "a", Bad: "b", ContextHashes: map[string]string{"web1": "h"}}
+	in := State{Applied: "a", LastGood: "a", Bad: "b"}
 	in.Record(Deploy{Commit: "a", Outcome: OutcomeDeployed}, 2)
 	in.Record(Deploy{Commit: "b", Outcome: OutcomeFailed}, 2)
 	in.Record(Deploy{Commit: "c", Outcome: OutcomeDeployed}, 2)
