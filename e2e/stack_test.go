@@ -42,47 +42,50 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: FAIL: prerequisite missing:", err)
 		return 1
 	}
-	ctx := context.Background()
+	return m.Run()
+}
+
+// startStack builds and starts the HA stack under test from nothing; the returned function
+// tears it down (unless HASTACK_E2E_KEEP=1 and the test failed).
+func startStack(t *testing.T, ctx context.Context) func() {
 	// A stack left by an interrupted run of this suite is the suite's own: remove it.
 	if out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+project).Output(); len(strings.TrimSpace(string(out))) > 0 {
-		fmt.Fprintln(os.Stderr, "e2e: removing the", project, "stack left by an earlier run")
+		t.Log("removing the", project, "stack left by an earlier run")
 		if out, err := exec.Command("docker", "compose", "-p", project, "down", "-v", "--remove-orphans").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: FAIL: remove leftover stack: %v\n%s", err, out)
-			return 1
+			t.Fatalf("remove leftover stack: %v\n%s", err, out)
 		}
 	}
 	var err error
 	st, err = newStack()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: FAIL:", err)
-		return 1
+		t.Fatal(err)
 	}
-	defer os.RemoveAll(filepath.Dir(st.dir))
 	if st.profiles == "" {
-		fmt.Fprintln(os.Stderr, "e2e: NOTE: grafana/grafana image not present: the \"upstream\" profile (Grafana) is off; "+
+		t.Log("NOTE: grafana/grafana image not present: the \"upstream\" profile (Grafana) is off; " +
 			"its provisioning is checked statically and every dashboard query runs against Prometheus instead")
 	}
 	start := time.Now()
-	fmt.Fprintln(os.Stderr, "e2e: building and starting the stack in", st.dir)
+	t.Log("building and starting the stack in", st.dir)
 	if _, err := st.compose(ctx, "up", "-d", "--build"); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: FAIL: docker compose up:", err)
 		dumpLogs(ctx)
 		st.compose(ctx, "down", "-v", "--remove-orphans")
-		return 1
+		os.RemoveAll(filepath.Dir(st.dir))
+		t.Fatal("docker compose up:", err)
 	}
-	code := m.Run()
-	if code != 0 {
-		dumpLogs(ctx)
-		if os.Getenv("HASTACK_E2E_KEEP") == "1" {
-			fmt.Fprintf(os.Stderr, "e2e: HASTACK_E2E_KEEP=1: leaving project %s running in %s for inspection\n", project, st.dir)
-			return code
+	return func() {
+		if t.Failed() {
+			dumpLogs(ctx)
+			if os.Getenv("HASTACK_E2E_KEEP") == "1" {
+				t.Logf("HASTACK_E2E_KEEP=1: leaving project %s running in %s for inspection", project, st.dir)
+				return
+			}
 		}
+		if _, err := st.compose(ctx, "down", "-v", "--remove-orphans"); err != nil {
+			t.Log("teardown:", err)
+		}
+		os.RemoveAll(filepath.Dir(st.dir))
+		t.Logf("stack tests done in %v", time.Since(start).Round(time.Second))
 	}
-	if _, err := st.compose(ctx, "down", "-v", "--remove-orphans"); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: teardown:", err)
-	}
-	fmt.Fprintf(os.Stderr, "e2e: done in %v\n", time.Since(start).Round(time.Second))
-	return code
 }
 
 func dumpLogs(ctx context.Context) {
@@ -94,6 +97,7 @@ func dumpLogs(ctx context.Context) {
 
 func TestStack(t *testing.T) {
 	ctx := context.Background()
+	defer startStack(t, ctx)()
 	steps := []struct {
 		name string
 		fn   func(*testing.T, context.Context)

@@ -1,0 +1,513 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The agent end to end: a real git repository (a bare repo over a file URL), the real Docker
+// engine and Compose, the agent binary as a process. A small stack keeps it fast: two app
+// services in a rolling group and a front service that depends on them.
+
+const agentProject = "agent-e2e"
+
+func testStackCompose(version, healthTest string) string {
+	svc := func(name string) string {
+		return fmt.Sprintf(`  %s:
+    image: debian:trixie-slim
+    init: true
+    command: ["sh", "-c", "echo $$VERSION > /tmp/version && exec sleep infinity"]
+    environment:
+      VERSION: "%s"
+    labels:
+      io.hastack.rolling-group: app
+    stop_grace_period: 2s
+    healthcheck:
+      test: %s
+      interval: 1s
+      timeout: 2s
+      retries: 2
+`, name, version, healthTest)
+	}
+	return "services:\n" + svc("app1") + svc("app2") + `  front:
+    image: debian:trixie-slim
+    init: true
+    command: ["sleep", "infinity"]
+    stop_grace_period: 2s
+    depends_on: [app1, app2]
+`
+}
+
+const healthy = `["CMD", "test", "-f", "/tmp/version"]`
+
+// gitRepo is a working clone that pushes to a bare repository the agent follows.
+type gitRepo struct {
+	t    *testing.T
+	bare string
+	work string
+}
+
+func newGitRepo(t *testing.T) *gitRepo {
+	dir := t.TempDir()
+	r := &gitRepo{t: t, bare: filepath.Join(dir, "stack.git"), work: filepath.Join(dir, "work")}
+	r.git(dir, "init", "-q", "--bare", "-b", "main", r.bare)
+	r.git(dir, "init", "-q", "-b", "main", r.work)
+	return r
+}
+
+func (r *gitRepo) git(dir string, args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=e2e", "-c", "user.email=e2e@example.test"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes files (path -> content) and pushes; it returns the new commit.
+func (r *gitRepo) commit(msg string, files map[string]string) string {
+	r.t.Helper()
+	for p, content := range files {
+		full := filepath.Join(r.work, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	r.git(r.work, "add", "-A")
+	r.git(r.work, "commit", "-q", "-m", msg)
+	r.git(r.work, "push", "-q", r.bare, "main")
+	return r.git(r.work, "rev-parse", "HEAD")
+}
+
+// agentProc is a running `agent run`.
+type agentProc struct {
+	t      *testing.T
+	bin    string
+	cfg    string
+	addr   string
+	log    *os.File
+	cmd    *exec.Cmd
+	secret string
+}
+
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "agent")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/agent").CombinedOutput(); err != nil {
+		t.Fatalf("build agent: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func newAgent(t *testing.T, bin, sourceURL string) *agentProc {
+	dir := t.TempDir()
+	a := &agentProc{t: t, bin: bin, addr: freeAddr(t), secret: "e2e-webhook-secret"}
+	os.WriteFile(filepath.Join(dir, "webhook.secret"), []byte(a.secret+"\n"), 0o600)
+	a.cfg = filepath.Join(dir, "agent.yml")
+	cfg := fmt.Sprintf(`source:
+  url: %s
+  ref: main
+  path: stack
+  poll_interval: 0s
+compose:
+  project: %s
+  health_timeout: 20s
+drift:
+  mode: restore
+  grace_period: 3s
+  check_interval: 1s
+state_dir: %s
+work_dir: %s
+listen: %s
+webhook:
+  secret_file: %s
+`, sourceURL, agentProject, filepath.Join(dir, "state"), filepath.Join(dir, "releases"), a.addr, filepath.Join(dir, "webhook.secret"))
+	if err := os.WriteFile(a.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if a.log, err = os.Create(filepath.Join(dir, "agent.log")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(a.log.Name())
+			t.Logf("agent log:\n%s", tail(string(b), 60))
+		}
+	})
+	return a
+}
+
+func (a *agentProc) start() {
+	a.t.Helper()
+	a.cmd = exec.Command(a.bin, "run", "--config", a.cfg, "--log-format", "text")
+	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
+	if err := a.cmd.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	if err := eventually(20*time.Second, 200*time.Millisecond, func() error {
+		_, err := http.Get("http://" + a.addr + "/healthz")
+		return err
+	}); err != nil {
+		a.t.Fatalf("agent did not listen: %v", err)
+	}
+}
+
+func (a *agentProc) stop() {
+	if a.cmd != nil && a.cmd.Process != nil {
+		a.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { a.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			a.cmd.Process.Kill()
+		}
+		a.cmd = nil
+	}
+}
+
+func (a *agentProc) kill9() {
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+	a.cmd = nil
+}
+
+// cli runs an agent subcommand against this agent.
+func (a *agentProc) cli(args ...string) (string, error) {
+	cmd := exec.Command(a.bin, append(args[:1:1], append([]string{"--addr", a.addr}, args[1:]...)...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+type agentStatus struct {
+	Applied    string `json:"applied_commit"`
+	LastGood   string `json:"last_good_commit"`
+	Bad        string `json:"bad_commit"`
+	BadReason  string `json:"bad_reason"`
+	InProgress string `json:"in_progress"`
+	LastResult string `json:"last_result"`
+	Drift      []struct {
+		Service string `json:"service"`
+		Reason  string `json:"reason"`
+	} `json:"drift"`
+	History []struct {
+		Commit  string `json:"commit"`
+		Outcome string `json:"outcome"`
+		Reason  string `json:"reason"`
+		Trigger string `json:"trigger"`
+	} `json:"history"`
+}
+
+func (a *agentProc) status() agentStatus {
+	a.t.Helper()
+	out, err := a.cli("status", "--json")
+	if err != nil {
+		a.t.Fatalf("agent status --json: %v\n%s", err, out)
+	}
+	var s agentStatus
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		a.t.Fatalf("parse status: %v\n%s", err, out)
+	}
+	return s
+}
+
+func (a *agentProc) waitApplied(commit string, timeout time.Duration) agentStatus {
+	a.t.Helper()
+	var s agentStatus
+	if err := eventually(timeout, 500*time.Millisecond, func() error {
+		s = a.status()
+		if s.Applied != commit || s.InProgress != "" {
+			return fmt.Errorf("applied %.12s in progress %.12s, want %.12s", s.Applied, s.InProgress, commit)
+		}
+		return nil
+	}); err != nil {
+		a.t.Fatal(err)
+	}
+	return s
+}
+
+// webhook posts a GitHub push for ref, signed with secret.
+func (a *agentProc) webhook(secret, ref, after string) int {
+	a.t.Helper()
+	body := []byte(fmt.Sprintf(`{"ref":%q,"after":%q,"repository":{"full_name":"e2e/stack"}}`, ref, after))
+	req, _ := http.NewRequest("POST", "http://"+a.addr+"/webhook", bytes.NewReader(body))
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+type appContainer struct {
+	ID, Version, Health string
+	Created             time.Time
+}
+
+// appState reads each service's container: its id, the VERSION it runs and its health.
+func appState(t *testing.T, service string) appContainer {
+	t.Helper()
+	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+agentProject,
+		"--filter", "label=com.docker.compose.service="+service).Output()
+	ids := strings.Fields(string(out))
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("service %s: containers %v (%v)", service, ids, err)
+	}
+	out, err = exec.Command("docker", "inspect", "--format",
+		`{{range .Config.Env}}{{println .}}{{end}}|{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}|{{.Created}}`, ids[0]).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, rest, _ := strings.Cut(string(out), "|")
+	health, created, _ := strings.Cut(strings.TrimSpace(rest), "|")
+	c := appContainer{ID: ids[0], Health: health}
+	c.Created, _ = time.Parse(time.RFC3339Nano, created)
+	for _, l := range strings.Split(env, "\n") {
+		if v, ok := strings.CutPrefix(l, "VERSION="); ok {
+			c.Version = v
+		}
+	}
+	return c
+}
+
+func removeAgentProject() {
+	exec.Command("docker", "compose", "-p", agentProject, "down", "-v", "--remove-orphans", "-t", "2").Run()
+}
+
+func TestAgent(t *testing.T) {
+	if err := requireTools(); err != nil {
+		t.Fatal(err)
+	}
+	removeAgentProject()
+	t.Cleanup(removeAgentProject)
+	bin := buildAgent(t)
+	repo := newGitRepo(t)
+	c1 := repo.commit("v1", map[string]string{"stack/docker-compose.yml": testStackCompose("1", healthy), "README": "x"})
+	a := newAgent(t, bin, "file://"+repo.bare)
+	a.start()
+
+	t.Run("deploys the commit at start", func(t *testing.T) {
+		s := a.waitApplied(c1, 2*time.Minute)
+		if s.LastGood != c1 {
+			t.Fatalf("last good %s", s.LastGood)
+		}
+		for _, svc := range []string{"app1", "app2"} {
+			if c := appState(t, svc); c.Version != "1" || c.Health != "healthy" {
+				t.Fatalf("%s: %+v", svc, c)
+			}
+		}
+	})
+
+	t.Run("a commit outside the stack recreates nothing", func(t *testing.T) {
+		before := appState(t, "app1").ID
+		c := repo.commit("docs only", map[string]string{"README": "y"})
+		a.cli("sync")
+		a.waitApplied(c, time.Minute)
+		if after := appState(t, "app1").ID; after != before {
+			t.Fatalf("app1 recreated by a commit that does not touch stack/")
+		}
+	})
+
+	t.Run("a webhook with a bad signature is refused and changes nothing", func(t *testing.T) {
+		c2 := repo.commit("v2", map[string]string{"stack/docker-compose.yml": testStackCompose("2", healthy)})
+		if code := a.webhook("wrong-secret", "refs/heads/main", c2); code != http.StatusUnauthorized {
+			t.Fatalf("bad signature: status %d, want 401", code)
+		}
+		time.Sleep(2 * time.Second)
+		if s := a.status(); s.Applied == c2 {
+			t.Fatal("a refused webhook deployed the commit")
+		}
+	})
+
+	t.Run("a signed webhook deploys, rolling app1 then app2", func(t *testing.T) {
+		c2 := repo.git(repo.work, "rev-parse", "HEAD")
+		out, err := a.cli("diff")
+		if err != nil || !strings.Contains(out, "app1") || !strings.Contains(out, "app2") || strings.Contains(out, "front") {
+			t.Fatalf("agent diff: %v\n%s\nwant app1 and app2 to change, front not", err, out)
+		}
+		sent := time.Now()
+		if code := a.webhook(a.secret, "refs/heads/main", c2); code != http.StatusAccepted {
+			t.Fatalf("signed webhook: status %d, want 202", code)
+		}
+		// The sync starts within a second: the deploy is in progress or done by then.
+		if err := eventually(time.Second, 50*time.Millisecond, func() error {
+			if s := a.status(); s.InProgress != c2 && s.Applied != c2 {
+				return fmt.Errorf("no sync started")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		a.waitApplied(c2, 2*time.Minute)
+		t.Logf("webhook to healthy: %v", time.Since(sent).Round(time.Millisecond))
+		app1, app2 := appState(t, "app1"), appState(t, "app2")
+		if app1.Version != "2" || app2.Version != "2" {
+			t.Fatalf("versions %s %s, want 2 2", app1.Version, app2.Version)
+		}
+		// One at a time: app2 was created only after app1 had become healthy (>= 1 s later).
+		if gap := app2.Created.Sub(app1.Created); gap < time.Second {
+			t.Fatalf("app2 created %v after app1: not a rolling update", gap)
+		}
+	})
+
+	t.Run("an invalid compose file is refused and the previous version keeps running", func(t *testing.T) {
+		good := a.status().Applied
+		before := appState(t, "app1").ID
+		bad := repo.commit("broken", map[string]string{"stack/docker-compose.yml": "services:\n  app1:\n    image: [unclosed\n"})
+		a.cli("sync")
+		if err := eventually(time.Minute, 500*time.Millisecond, func() error {
+			if s := a.status(); s.Bad != bad {
+				return fmt.Errorf("bad commit %q", s.Bad)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		s := a.status()
+		if s.Applied != good || appState(t, "app1").ID != before {
+			t.Fatalf("an invalid commit changed the host: applied %.12s", s.Applied)
+		}
+		h := s.History[len(s.History)-1]
+		if h.Outcome != "failed" || !strings.Contains(h.Reason, "prepare release") {
+			t.Fatalf("history %+v", h)
+		}
+		// Not retried while the source stays at it.
+		n := len(s.History)
+		a.cli("sync")
+		time.Sleep(2 * time.Second)
+		if len(a.status().History) != n {
+			t.Fatal("the bad commit was retried")
+		}
+	})
+
+	t.Run("a commit whose healthcheck fails is rolled back", func(t *testing.T) {
+		good := a.status().LastGood
+		app2Before := appState(t, "app2").ID
+		bad := repo.commit("v3 unhealthy", map[string]string{"stack/docker-compose.yml": testStackCompose("3", `["CMD", "false"]`)})
+		a.cli("sync")
+		if err := eventually(2*time.Minute, time.Second, func() error {
+			s := a.status()
+			if s.Bad != bad || s.InProgress != "" || len(s.History) == 0 || s.History[len(s.History)-1].Commit != bad {
+				return fmt.Errorf("bad %.12s in progress %.12s", s.Bad, s.InProgress)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		s := a.status()
+		h := s.History[len(s.History)-1]
+		if h.Outcome != "rolled-back" || s.Applied != good {
+			t.Fatalf("outcome %s applied %.12s, want rolled-back to %.12s (%s)", h.Outcome, s.Applied, good, h.Reason)
+		}
+		app1, app2 := appState(t, "app1"), appState(t, "app2")
+		if app1.Version != "2" || app1.Health != "healthy" {
+			t.Fatalf("app1 after rollback: %+v", app1)
+		}
+		if app2.ID != app2Before {
+			t.Fatal("app2 was touched: the rolling update must stop at the first unhealthy member")
+		}
+		metrics, _ := http.Get("http://" + a.addr + "/metrics")
+		var buf bytes.Buffer
+		buf.ReadFrom(metrics.Body)
+		metrics.Body.Close()
+		if !strings.Contains(buf.String(), "hastack_agent_rollbacks_total 1") ||
+			!strings.Contains(buf.String(), `hastack_agent_alert_events_total{alertname="DeployRolledBack",state="firing"} 1`) {
+			t.Fatalf("metrics lack the rollback:\n%s", grepLines(buf.String(), "hastack_agent_"))
+		}
+	})
+
+	t.Run("a container stopped by hand is restored after the grace period", func(t *testing.T) {
+		c := appState(t, "front")
+		if out, err := exec.Command("docker", "stop", "-t", "1", c.ID).CombinedOutput(); err != nil {
+			t.Fatalf("docker stop: %v %s", err, out)
+		}
+		stopped := time.Now()
+		// Observable first: drift reported while the grace period runs.
+		if err := eventually(3*time.Second, 200*time.Millisecond, func() error {
+			if s := a.status(); len(s.Drift) == 0 {
+				return fmt.Errorf("no drift reported")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := eventually(30*time.Second, 500*time.Millisecond, func() error {
+			if c := appState(t, "front"); c.Health != "running" {
+				return fmt.Errorf("front %s", c.Health)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(stopped); took < 3*time.Second {
+			t.Fatalf("restored after %v, before the 3 s grace period", took)
+		}
+	})
+
+	t.Run("kill -9 mid-deploy, then restart, converges", func(t *testing.T) {
+		c4 := repo.commit("v4", map[string]string{"stack/docker-compose.yml": testStackCompose("4", healthy)})
+		a.cli("sync")
+		if err := eventually(30*time.Second, 50*time.Millisecond, func() error {
+			if s := a.status(); s.InProgress != c4 {
+				return fmt.Errorf("deploy not started")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		a.kill9()
+		a.start()
+		a.waitApplied(c4, 2*time.Minute)
+		for _, svc := range []string{"app1", "app2"} {
+			if c := appState(t, svc); c.Version != "4" || c.Health != "healthy" {
+				t.Fatalf("%s after restart: %+v", svc, c)
+			}
+		}
+	})
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+var _ = context.Background
