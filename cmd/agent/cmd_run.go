@@ -100,7 +100,7 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	rec, err := agentsync.New(agentsync.Options{
 		Project: cfg.Compose.Project, Subpath: cfg.Source.Path, ComposeFiles: cfg.Compose.Files,
-		WorkDir: cfg.WorkDir, Persistent: persistentPaths,
+		WorkDir: cfg.WorkDir, SharedDir: cfg.SharedDir, Persistent: persistentPaths,
 		HealthTimeout: time.Duration(cfg.Compose.HealthTimeout), PollInterval: time.Duration(cfg.Source.PollInterval),
 		DriftMode: agentsync.DriftMode(cfg.Drift.Mode), DriftGrace: time.Duration(cfg.Drift.GracePeriod),
 		DriftInterval: time.Duration(cfg.Drift.CheckInterval), History: cfg.History,

@@ -50,11 +50,16 @@ type Config struct {
 	// WorkDir receives one exported tree per deployed commit, <work_dir>/<commit>. It must be
 	// absolute: bind mounts in the stack resolve on the host, so the agent's container mounts
 	// this directory at the same path.
-	WorkDir string  `yaml:"work_dir"`
-	Listen  string  `yaml:"listen"`  // address of /metrics, /healthz, the API and the webhook
-	History int     `yaml:"history"` // deploys kept in state
-	Webhook Webhook `yaml:"webhook"`
-	API     API     `yaml:"api"`
+	WorkDir string `yaml:"work_dir"`
+	// SharedDir holds what the stack generates or the operator adds and git ignores (secrets/,
+	// nginx/ssl/, .env): each release links those paths here. Default: <work_dir>/shared. The
+	// embedded default sets it to the repository's own stack/ directory, so the seed README's
+	// paths (stack/secrets, stack/nginx/ssl) stay where they are.
+	SharedDir string  `yaml:"shared_dir"`
+	Listen    string  `yaml:"listen"`  // address of /metrics, /healthz, the API and the webhook
+	History   int     `yaml:"history"` // deploys kept in state
+	Webhook   Webhook `yaml:"webhook"`
+	API       API     `yaml:"api"`
 }
 
 // Source is the git repository the agent follows.

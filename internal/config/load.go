@@ -106,6 +106,7 @@ var overrides = []struct {
 	{"HASTACK_AGENT_LISTEN", func(c *Config) *string { return &c.Listen }},
 	{"HASTACK_AGENT_STATE_DIR", func(c *Config) *string { return &c.StateDir }},
 	{"HASTACK_AGENT_WORK_DIR", func(c *Config) *string { return &c.WorkDir }},
+	{"HASTACK_AGENT_SHARED_DIR", func(c *Config) *string { return &c.SharedDir }},
 	{"HASTACK_AGENT_COMPOSE_PROJECT", func(c *Config) *string { return &c.Compose.Project }},
 }
 

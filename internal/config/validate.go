@@ -99,6 +99,9 @@ func (c Config) Validate() error {
 	if c.StateDir == "" {
 		bad("state_dir", "required")
 	}
+	if c.SharedDir != "" && !filepath.IsAbs(c.SharedDir) {
+		bad("shared_dir", "%q is relative: use an absolute path (bind mounts resolve on the host)", c.SharedDir)
+	}
 	if !filepath.IsAbs(c.WorkDir) {
 		bad("work_dir", "%q is not an absolute path: bind mounts resolve on the host, "+
 			"so the agent's container must mount work_dir at the same absolute path", c.WorkDir)

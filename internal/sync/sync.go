@@ -73,6 +73,7 @@ type Options struct {
 	// configuration hashes stay the same from one commit to the next.
 	WorkDir       string
 	Persistent    []string      // paths under Subpath kept across releases (secrets/, .env, ...)
+	SharedDir     string        // where the persistent paths live; "" means WorkDir/shared
 	HealthTimeout time.Duration // how long a deploy waits for every service to be healthy
 	PollInterval  time.Duration // 0: no polling
 	DriftMode     DriftMode
@@ -392,7 +393,10 @@ func (r *Reconciler) prepare(ctx context.Context, commit string) (Stack, error) 
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("commit %s has no %s directory", short(commit), r.opts.Subpath)
 	}
-	shared := filepath.Join(r.opts.WorkDir, "shared")
+	shared := r.opts.SharedDir
+	if shared == "" {
+		shared = filepath.Join(r.opts.WorkDir, "shared")
+	}
 	if err := linkPersistent(dir, shared, r.opts.Persistent); err != nil {
 		return nil, err
 	}
