@@ -26,11 +26,11 @@ type Change struct {
 // containers that run now and the build-context digests of the release that is applied.
 type Plan struct {
 	Changes []Change `json:"changes"`
-	// Steps is the order of application: first the services outside rolling groups that do not
-	// depend on a rolling member (one compose up: Compose orders them by dependency), then each
-	// rolling group's members one at a time, then the services that depend on rolling members
-	// (a load balancer). Compose brings up a service's dependencies with it, so listing such a
-	// dependent earlier would recreate a whole rolling group at once.
+	// Steps is the order of application, of changed services only: first those outside rolling
+	// groups that do not depend on a rolling member (one compose up: Compose orders them by
+	// dependency), then each rolling group's members one at a time, then the services that
+	// depend on rolling members (a load balancer). Compose brings up a service's dependencies
+	// with it, so listing such a dependent earlier would recreate a whole rolling group at once.
 	Steps [][]string `json:"steps"`
 }
 
@@ -78,23 +78,46 @@ func MakePlan(services []compose.Service, running []docker.Container) Plan {
 	}
 	sort.Slice(p.Changes, func(i, j int) bool { return p.Changes[i].Service < p.Changes[j].Service })
 
-	sort.Strings(base)
-	p.Steps = append(p.Steps, base)
+	// Only changed services are brought up: Compose recreates the dependents of a recreated
+	// service that are in scope, so naming an unchanged load balancer would restart it.
+	changed := map[string]bool{}
+	orphans := false
+	for _, c := range p.Changes {
+		changed[c.Service] = c.Reason != ReasonOrphan
+		orphans = orphans || c.Reason == ReasonOrphan
+	}
+	only := func(names []string) []string {
+		var out []string
+		for _, n := range names {
+			if changed[n] {
+				out = append(out, n)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	first := only(base)
+	if len(first) == 0 && orphans {
+		// Removing orphans takes a compose up; base services do not depend on rolling ones,
+		// so bringing them up changes nothing else.
+		first = append(first, base...)
+		sort.Strings(first)
+	}
+	if len(first) > 0 {
+		p.Steps = append(p.Steps, first)
+	}
 	names := make([]string, 0, len(groups))
 	for g := range groups {
 		names = append(names, g)
 	}
 	sort.Strings(names)
 	for _, g := range names {
-		members := groups[g]
-		sort.Strings(members)
-		for _, m := range members {
+		for _, m := range only(groups[g]) {
 			p.Steps = append(p.Steps, []string{m})
 		}
 	}
-	if len(dependents) > 0 {
-		sort.Strings(dependents)
-		p.Steps = append(p.Steps, dependents)
+	if last := only(dependents); len(last) > 0 {
+		p.Steps = append(p.Steps, last)
 	}
 	return p
 }

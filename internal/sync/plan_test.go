@@ -29,23 +29,30 @@ func TestMakePlan(t *testing.T) {
 		name    string
 		running []docker.Container
 		want    []Change
+		steps   [][]string
 	}{
-		{"nothing runs", nil, []Change{{"db", ReasonMissing}, {"init", ReasonMissing}, {"lb", ReasonMissing}, {"proxy", ReasonMissing}, {"web1", ReasonMissing}, {"web2", ReasonMissing}}},
+		{"nothing runs", nil, []Change{{"db", ReasonMissing}, {"init", ReasonMissing}, {"lb", ReasonMissing}, {"proxy", ReasonMissing}, {"web1", ReasonMissing}, {"web2", ReasonMissing}},
+			// lb depends on a rolling member through proxy: it goes last.
+			[][]string{{"db", "init"}, {"web1"}, {"web2"}, {"lb", "proxy"}}},
 		{"in sync, one-shot exited 0", []docker.Container{healthy("db", "d1"), healthy("lb", "l1"), healthy("proxy", "p1"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
-			healthy("web1", "w1"), healthy("web2", "w1")}, nil},
+			healthy("web1", "w1"), healthy("web2", "w1")}, nil, nil},
 		{"configuration changed", []docker.Container{healthy("db", "d0"), healthy("lb", "l1"), healthy("proxy", "p1"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
-			healthy("web1", "w1"), healthy("web2", "w1")}, []Change{{"db", ReasonConfig}}},
+			healthy("web1", "w1"), healthy("web2", "w1")}, []Change{{"db", ReasonConfig}}, [][]string{{"db"}}},
 		{"files changed", []docker.Container{healthy("db", "d1"), healthy("lb", "l1"), healthy("proxy", "p1"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
 			{Service: "web1", ConfigHash: "w0", Digest: "files1", State: "running", Health: "healthy"},
 			{Service: "web2", ConfigHash: "w0", Digest: "files1", State: "running", Health: "healthy"}},
-			[]Change{{"web1", ReasonFiles}, {"web2", ReasonFiles}}},
+			[]Change{{"web1", ReasonFiles}, {"web2", ReasonFiles}}, [][]string{{"web1"}, {"web2"}}},
 		{"stopped by hand, unhealthy, failed one-shot, orphan", []docker.Container{
 			{Service: "db", ConfigHash: "d1", State: "running", Health: "unhealthy"},
 			healthy("lb", "l1"), healthy("proxy", "p1"),
 			{Service: "init", ConfigHash: "i1", State: "exited", ExitCode: 1, Restart: "no"},
 			{Service: "web1", ConfigHash: "w1", State: "exited", Restart: "unless-stopped"},
 			healthy("web2", "w1"), healthy("old", "o1")},
-			[]Change{{"db", ReasonStopped}, {"init", ReasonStopped}, {"old", ReasonOrphan}, {"web1", ReasonStopped}}},
+			[]Change{{"db", ReasonStopped}, {"init", ReasonStopped}, {"old", ReasonOrphan}, {"web1", ReasonStopped}},
+			[][]string{{"db", "init"}, {"web1"}}},
+		{"only an orphan", []docker.Container{healthy("db", "d1"), healthy("lb", "l1"), healthy("proxy", "p1"), {Service: "init", ConfigHash: "i1", State: "exited", Restart: "no"},
+			healthy("web1", "w1"), healthy("web2", "w1"), healthy("old", "o1")},
+			[]Change{{"old", ReasonOrphan}}, [][]string{{"db", "init"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,9 +60,8 @@ func TestMakePlan(t *testing.T) {
 			if !reflect.DeepEqual(p.Changes, tt.want) {
 				t.Errorf("changes %v, want %v", p.Changes, tt.want)
 			}
-			// lb depends on a rolling member through proxy: it goes last.
-			if want := [][]string{{"db", "init"}, {"web1"}, {"web2"}, {"lb", "proxy"}}; !reflect.DeepEqual(p.Steps, want) {
-				t.Errorf("steps %v, want %v", p.Steps, want)
+			if !reflect.DeepEqual(p.Steps, tt.steps) {
+				t.Errorf("steps %v, want %v", p.Steps, tt.steps)
 			}
 		})
 	}

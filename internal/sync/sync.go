@@ -448,18 +448,15 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack) (plan Plan, 
 	if err := stack.Build(ctx); err != nil {
 		return plan, false, fmt.Errorf("build: %w", err)
 	}
-	for i, step := range plan.Steps {
-		if len(step) == 0 {
-			continue
-		}
+	for _, step := range plan.Steps {
 		touched = true
 		if err := stack.Up(ctx, step...); err != nil {
 			return plan, true, fmt.Errorf("up %s: %w", strings.Join(step, " "), err)
 		}
-		if i > 0 { // a rolling group member: healthy before the next one goes
-			if err := r.waitReady(ctx, step); err != nil {
-				return plan, true, err
-			}
+		// Each step healthy before the next: a rolling member before its sibling goes, the
+		// base services before what depends on them.
+		if err := r.waitReady(ctx, step); err != nil {
+			return plan, true, err
 		}
 	}
 	var all []string
