@@ -7,36 +7,50 @@
 #   mysql_exporter/  my.cnf for the exporter user (nobody = uid 65534)
 #   grafana/         Grafana's admin password (the official image's uid 472)
 # The files in db/ are the source of truth; the others are derived from them on every start.
+# Every write is atomic (a temporary file with its final owner and mode, renamed into place) and
+# skipped when the content is unchanged: services read these files while this runs again (it is
+# a dependency of most services, so Compose runs it before each of them starts).
 set -euo pipefail
 umask 077
 S=/secrets
 log() { printf 'secrets-init: %s\n' "$*" >&2; }
 
-gen() {
-	local f=$1
-	[ -s "$f" ] && return 0
-	head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 32 >"$f"
-	log "generated $f"
+# put OWNER_UID FILE: write stdin to FILE (mode 0400, owned by OWNER_UID), atomically, unless
+# FILE already holds exactly that.
+put() {
+	local owner=$1 f=$2 tmp
+	tmp=$(mktemp "$f.XXXXXX")
+	cat >"$tmp"
+	if [ -f "$f" ] && cmp -s "$tmp" "$f" && [ "$(stat -c '%u %a' "$f")" = "$owner 400" ]; then
+		rm -f "$tmp"
+		return 0
+	fi
+	chown "$owner:$owner" "$tmp"
+	chmod 0400 "$tmp"
+	mv -f "$tmp" "$f"
 }
 
-place() { # place OWNER_UID DIR: fix a consumer directory's ownership and modes
-	chown -R "$1:$1" "$S/$2"
+gen() { # gen OWNER_UID FILE: a new random password, unless FILE has one
+	[ -s "$2" ] && return 0
+	local pw
+	pw=$(head -c 48 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9')
+	printf '%s' "${pw:0:32}" | put "$1" "$2"
+	log "generated $2"
+}
+
+dir() { # dir OWNER_UID NAME: a consumer's directory
+	mkdir -p "$S/$2"
+	chown "$1:$1" "$S/$2"
 	chmod 0700 "$S/$2"
-	find "$S/$2" -type f -exec chmod 0400 {} +
 }
 
-mkdir -p "$S/db" "$S/web" "$S/mysql_exporter" "$S/grafana"
 chmod 0700 "$S"
-for name in root app repl exporter; do gen "$S/db/${name}_password"; done
-gen "$S/grafana/admin_password"
-
-install -m 0600 "$S/db/app_password" "$S/web/db_app_password"
-{
-	printf '[client]\nuser=exporter\npassword=%s\n' "$(cat "$S/db/exporter_password")"
-} >"$S/mysql_exporter/my.cnf"
-
-place 0 db
-place 33 web
-place 65534 mysql_exporter
-place 472 grafana
+dir 0 db
+dir 33 web
+dir 65534 mysql_exporter
+dir 472 grafana
+for name in root app repl exporter; do gen 0 "$S/db/${name}_password"; done
+gen 472 "$S/grafana/admin_password"
+put 33 "$S/web/db_app_password" <"$S/db/app_password"
+printf '[client]\nuser=exporter\npassword=%s\n' "$(cat "$S/db/exporter_password")" | put 65534 "$S/mysql_exporter/my.cnf"
 log "secrets ready in stack/secrets/ (read the database root password with: sudo cat stack/secrets/db/root_password)"
