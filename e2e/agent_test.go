@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hastack/hastack/internal/loadgen"
 )
 
 // The agent end to end: a real git repository (a bare repo over a file URL), the real Docker
@@ -220,10 +223,11 @@ type agentStatus struct {
 		Reason  string `json:"reason"`
 	} `json:"drift"`
 	History []struct {
-		Commit  string `json:"commit"`
-		Outcome string `json:"outcome"`
-		Reason  string `json:"reason"`
-		Trigger string `json:"trigger"`
+		Commit    string   `json:"commit"`
+		Outcome   string   `json:"outcome"`
+		Reason    string   `json:"reason"`
+		Trigger   string   `json:"trigger"`
+		Recreated []string `json:"recreated"`
 	} `json:"history"`
 }
 
@@ -510,4 +514,101 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-var _ = context.Background
+// TestAgentRollsOutWebChange: the agent deploys the real stack from a git repository, then a
+// commit that changes the web application is rolled out (web1, then web2, each gated on health)
+// while 50 clients load the site: no request may fail.
+func TestAgentRollsOutWebChange(t *testing.T) {
+	ctx := context.Background()
+	if out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+project).Output(); len(strings.TrimSpace(string(out))) > 0 {
+		exec.Command("docker", "compose", "-p", project, "down", "-v", "--remove-orphans").Run()
+	}
+	s, err := newStack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoDir := filepath.Dir(s.dir)
+	t.Cleanup(func() {
+		exec.Command("docker", "compose", "-p", project, "down", "-v", "--remove-orphans").Run()
+		os.RemoveAll(repoDir)
+	})
+	repo := &gitRepo{t: t, work: repoDir}
+	repo.git(repoDir, "init", "-q", "-b", "main")
+	repo.git(repoDir, "add", "-A")
+	repo.git(repoDir, "commit", "-q", "-m", "the stack")
+	head := repo.git(repoDir, "rev-parse", "HEAD")
+
+	a := newAgent(t, buildAgent(t), repoDir)
+	cfg, _ := os.ReadFile(a.cfg)
+	cfg = []byte(strings.Replace(string(cfg), "project: "+agentProject, "project: "+project+
+		"\n  files: [docker-compose.yml, docker-compose.override.yml]\n  health_timeout: 5m", 1))
+	cfg = []byte(strings.Replace(string(cfg), "  health_timeout: 20s\n", "", 1))
+	cfg = []byte(strings.Replace(string(cfg), "poll_interval: 0s", "poll_interval: 5s", 1))
+	os.WriteFile(a.cfg, cfg, 0o600)
+	// Compose runs as the agent's child: the ports and profiles of the test stack.
+	for _, kv := range s.env()[len(os.Environ()):] {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	a.start()
+	a.waitApplied(head, 10*time.Minute)
+	if err := waitHealthy(ctx, 3*time.Minute, longRunning...); err != nil {
+		t.Fatal(err)
+	}
+
+	// Under load, commit a change to the page.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	type result struct {
+		res *loadgen.Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := loadgen.Run(loadCtx, loadgen.Options{URL: siteURL("/"), Concurrency: 50, Duration: 10 * time.Minute,
+			Client: httpsClient(15 * time.Second), ServerHeader: "X-Served-By"})
+		done <- result{r, err}
+	}()
+	time.Sleep(3 * time.Second)
+	page := filepath.Join(repoDir, "stack/web/html/index.php")
+	b, _ := os.ReadFile(page)
+	os.WriteFile(page, []byte(strings.Replace(string(b), "This page was served by", "This page (v2) was served by", 1)), 0o644)
+	repo.git(repoDir, "commit", "-q", "-am", "web: v2")
+	v2 := repo.git(repoDir, "rev-parse", "HEAD")
+	if out, err := a.cli("diff", v2); err != nil || !strings.Contains(out, "web1") || strings.Contains(out, "db_master") {
+		t.Errorf("agent diff %s: want web1 and web2 only: %v\n%s", v2, err, out)
+	}
+	started := time.Now()
+	st := a.waitApplied(v2, 10*time.Minute)
+	deployed := time.Since(started)
+	time.Sleep(3 * time.Second)
+	stopLoad()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	res := r.res
+	t.Logf("rollout took %v; %d requests (%.0f/s), p99 %v, served %v, failed %d",
+		deployed.Round(time.Millisecond), res.Requests, res.RequestsPerSecond(), res.Percentile(0.99), res.Served, len(res.Failures))
+	last := st.History[len(st.History)-1]
+	t.Logf("deploy of v2: %s, recreated %v", last.Outcome, last.Recreated)
+	if last.Outcome != "deployed" {
+		t.Fatalf("deploy outcome %s: %s", last.Outcome, last.Reason)
+	}
+	for i, f := range res.Failures {
+		if i < 10 {
+			t.Errorf("failed request at %v: %s", f.At.Format("15:04:05.000"), f.Err)
+		}
+	}
+	if len(res.Failures) > 0 {
+		t.Fatalf("%d of %d requests failed during the rollout, want 0", len(res.Failures), res.Requests)
+	}
+	resp, err := httpsClient(10 * time.Second).Get(siteURL("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "(v2)") {
+		t.Fatalf("the new page is not served:\n%s", body)
+	}
+}
