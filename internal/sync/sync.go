@@ -411,20 +411,22 @@ func (r *Reconciler) prepare(ctx context.Context, commit string) (Stack, error) 
 		return nil, err
 	}
 	// Compose reports paths under the stable current/ directory; the files to digest are this
-	// release's copies, except what lives in shared/ (generated secrets and certificates).
+	// release's copies, except the persistent paths (generated secrets, certificates): decided
+	// by name, since they may not exist yet when a release is first prepared.
 	current := filepath.Join(r.opts.WorkDir, "current")
 	resolve := func(p string) string {
 		rel, err := filepath.Rel(current, p)
-		if err != nil || strings.HasPrefix(rel, "..") {
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
 			return "" // a host path such as /proc
 		}
-		local := filepath.Join(root, rel)
-		if real, err := filepath.EvalSymlinks(local); err == nil {
-			if sharedRel, err := filepath.Rel(shared, real); err == nil && !strings.HasPrefix(sharedRel, "..") {
-				return ""
+		if inStack, err := filepath.Rel(r.opts.Subpath, rel); err == nil && !strings.HasPrefix(inStack, "..") {
+			for _, pp := range r.opts.Persistent {
+				if inStack == pp || strings.HasPrefix(inStack, pp+"/") {
+					return ""
+				}
 			}
 		}
-		return local
+		return filepath.Join(root, rel)
 	}
 	if err := compose.WriteDigestOverride(filepath.Join(dir, overrideName), services, resolve); err != nil {
 		return nil, fmt.Errorf("digest release %s: %w", short(commit), err)
@@ -567,12 +569,13 @@ func (r *Reconciler) linkCurrent(commit string) error {
 // Plan exports commit (the source's when empty) and says what deploying it would change,
 // without changing anything.
 func (r *Reconciler) Plan(ctx context.Context, commit string) (Revision, Plan, error) {
-	rev := Revision{Commit: commit}
-	if commit == "" {
-		var err error
-		if rev, err = r.src.Fetch(ctx); err != nil {
-			return rev, Plan{}, fmt.Errorf("fetch: %w", err)
-		}
+	// Fetch even for an explicit commit: it may be newer than the mirror.
+	rev, err := r.src.Fetch(ctx)
+	if err != nil {
+		return rev, Plan{}, fmt.Errorf("fetch: %w", err)
+	}
+	if commit != "" && commit != rev.Commit {
+		rev = Revision{Commit: commit}
 	}
 	r.apply.Lock() // prepare writes into the work dir
 	stack, err := r.prepare(ctx, rev.Commit)
