@@ -509,7 +509,7 @@ func (r *Reconciler) waitReady(ctx context.Context, services []string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
