@@ -71,4 +71,3 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		r.mu.Unlock()
 	}
 }
-

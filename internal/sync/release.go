@@ -143,4 +143,3 @@ func (r *Reconciler) linkCurrent(commit string) error {
 	}
 	return nil
 }
-
