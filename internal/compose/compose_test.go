@@ -1,0 +1,75 @@
+package compose
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestHashTree(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a"), []byte("1"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sub", "b"), []byte("2"), 0o644)
+	h1, err := HashTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2, _ := HashTree(dir); h2 != h1 {
+		t.Fatal("not stable")
+	}
+	os.WriteFile(filepath.Join(dir, "sub", "b"), []byte("3"), 0o644)
+	if h3, _ := HashTree(dir); h3 == h1 {
+		t.Fatal("content change not seen")
+	}
+	os.Chmod(filepath.Join(dir, "a"), 0o755)
+	h4, _ := HashTree(dir)
+	os.Chmod(filepath.Join(dir, "a"), 0o644)
+	if h5, _ := HashTree(dir); h4 == h5 {
+		t.Fatal("mode change not seen")
+	}
+	if _, err := HashTree(filepath.Join(dir, "missing")); err != nil {
+		t.Fatalf("a missing path digests as empty: %v", err)
+	}
+}
+
+func TestWriteDigestOverride(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "web"), 0o755)
+	os.WriteFile(filepath.Join(dir, "web", "index.php"), []byte("v1"), 0o644)
+	services := []Service{
+		{Name: "web", BuildContext: "/current/web", BindSources: []string{"/current/secrets/web", "/proc"}},
+		{Name: "db"},
+	}
+	resolve := func(p string) string {
+		if strings.HasPrefix(p, "/current/web") {
+			return filepath.Join(dir, strings.TrimPrefix(p, "/current/"))
+		}
+		return "" // secrets and host paths are not part of the release
+	}
+	out := filepath.Join(dir, "override.yml")
+	read := func() string {
+		if err := WriteDigestOverride(out, services, resolve); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(out)
+		return string(b)
+	}
+	first := read()
+	if !strings.Contains(first, "  web:\n    labels:\n      "+DigestLabel+": ") || !strings.Contains(first, "  db:\n") {
+		t.Fatalf("override:\n%s", first)
+	}
+	if read() != first {
+		t.Fatal("not deterministic")
+	}
+	os.WriteFile(filepath.Join(dir, "web", "index.php"), []byte("v2"), 0o644)
+	second := read()
+	if second == first {
+		t.Fatal("a changed build context file did not change the digest")
+	}
+	// db's digest (nothing of the release) stays.
+	if line := func(s string) string { return s[strings.Index(s, "  db:"):] }; line(first) != line(second) {
+		t.Fatal("db's digest changed")
+	}
+}
