@@ -19,5 +19,7 @@ RUN apt-get update \
     # The source repository is owned by the host's user, not the container's root.
     && git config --system --add safe.directory '*'
 COPY --from=build /out/agent /usr/local/bin/agent
+# `agent run` reads it, and so do `docker exec hastack-agent agent status|sync|diff` (address, token).
+ENV HASTACK_AGENT_CONFIG=/etc/hastack-agent/agent.yml
 ENTRYPOINT ["/usr/local/bin/agent"]
-CMD ["run", "--config", "/etc/hastack-agent/agent.yml"]
+CMD ["run"]

@@ -80,6 +80,9 @@ func Handler(r Reconciler, o Options) http.Handler {
 		case errors.Is(err, webhook.ErrIgnored):
 			writeJSON(w, http.StatusAccepted, map[string]string{"status": "ignored: not a push"})
 			return
+		case errors.Is(err, webhook.ErrTooLarge):
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": err.Error()})
+			return
 		case err != nil:
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
