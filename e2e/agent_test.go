@@ -13,6 +13,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -610,5 +612,71 @@ func TestAgentRollsOutWebChange(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "(v2)") {
 		t.Fatalf("the new page is not served:\n%s", body)
+	}
+}
+
+// TestAgentFollowsSmartHTTP: the agent follows a repository served over smart HTTP by a real
+// `git http-backend` (behind token authentication) and deploys it; a wrong token is reported
+// without leaking the token.
+func TestAgentFollowsSmartHTTP(t *testing.T) {
+	backend, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal("git not found: install git")
+	}
+	execPath, err := exec.Command(backend, "--exec-path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeAgentProject()
+	t.Cleanup(removeAgentProject)
+	repo := newGitRepo(t)
+	c1 := repo.commit("v1", map[string]string{"stack/docker-compose.yml": testStackCompose("1", healthy)})
+	const token = "e2e-http-token"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pw, ok := r.BasicAuth(); !ok || pw != token {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		(&cgi.Handler{
+			Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+			Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(repo.bare), "GIT_HTTP_EXPORT_ALL=1", "REMOTE_USER=e2e"},
+		}).ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	bin := buildAgent(t)
+	for _, tc := range []struct {
+		name, token string
+		ok          bool
+	}{{"wrong token", "not-the-token", false}, {"right token", token, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAgent(t, bin, srv.URL+"/stack.git")
+			tokenFile := filepath.Join(filepath.Dir(a.cfg), "git.token")
+			os.WriteFile(tokenFile, []byte(tc.token), 0o600)
+			cfg, _ := os.ReadFile(a.cfg)
+			os.WriteFile(a.cfg, []byte(strings.Replace(string(cfg), "  poll_interval: 0s\n",
+				"  poll_interval: 0s\n  token_file: "+tokenFile+"\n", 1)), 0o600)
+			a.start()
+			if !tc.ok {
+				if err := eventually(30*time.Second, 500*time.Millisecond, func() error {
+					out, _ := a.cli("status")
+					if !strings.Contains(out, "authentication failed") {
+						return fmt.Errorf("status does not report the authentication failure:\n%s", out)
+					}
+					if strings.Contains(out, tc.token) {
+						return fmt.Errorf("status shows the token:\n%s", out)
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			a.waitApplied(c1, 2*time.Minute)
+			if c := appState(t, "app1"); c.Version != "1" || c.Health != "healthy" {
+				t.Fatalf("app1: %+v", c)
+			}
+		})
 	}
 }
