@@ -1,0 +1,112 @@
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Uploader stores a stream of unknown length under a key, leaving nothing behind on failure.
+type Uploader interface {
+	Upload(ctx context.Context, key string, r io.Reader, contentType string) (int64, error)
+}
+
+// StreamResult is what went through a stream.
+type StreamResult struct {
+	RawBytes    int64  // read from the dump
+	StoredBytes int64  // uploaded
+	SHA256      string // of the uploaded bytes, hex
+}
+
+var errUploadEnded = errors.New("upload ended")
+
+// Stream reads a dump from src, compresses it with zstd, encrypts it to recipients when there
+// are any (age), and uploads it under key while hashing what is stored. Nothing touches the
+// disk; memory is bounded by the compressor's window and the uploader's parts, whatever the
+// size of the dump. A failure on either side ends both: a dump error aborts the upload, an
+// upload error stops reading the dump.
+func Stream(ctx context.Context, src io.Reader, up Uploader, key string, recipients []age.Recipient) (StreamResult, error) {
+	pr, pw := io.Pipe()
+	stored := &countingHash{w: pw, h: sha256.New()}
+	raw := &countingReader{r: src}
+	produced := make(chan error, 1)
+	go func() {
+		err := compress(raw, stored, recipients)
+		pw.CloseWithError(err) // nil: the uploader sees EOF
+		produced <- err
+	}()
+	n, upErr := up.Upload(ctx, key, pr, "application/zstd")
+	pr.CloseWithError(errUploadEnded) // unblocks the producer if the upload stopped early
+	prodErr := <-produced
+	switch {
+	case upErr != nil && (prodErr == nil || errors.Is(prodErr, errUploadEnded)):
+		return StreamResult{}, fmt.Errorf("upload %s: %w", key, upErr)
+	case prodErr != nil:
+		return StreamResult{}, fmt.Errorf("dump: %w", prodErr)
+	case upErr != nil:
+		return StreamResult{}, fmt.Errorf("upload %s: %w", key, upErr)
+	case n != stored.n:
+		return StreamResult{}, fmt.Errorf("upload %s: stored %d bytes of %d", key, n, stored.n)
+	}
+	return StreamResult{RawBytes: raw.n, StoredBytes: stored.n, SHA256: hex.EncodeToString(stored.h.Sum(nil))}, nil
+}
+
+func compress(src io.Reader, dst io.Writer, recipients []age.Recipient) error {
+	out := dst
+	var enc io.WriteCloser
+	if len(recipients) > 0 {
+		var err error
+		if enc, err = age.Encrypt(dst, recipients...); err != nil {
+			return fmt.Errorf("encrypt: %w", err)
+		}
+		out = enc
+	}
+	zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(zw, src); err != nil {
+		zw.Close()
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("compress: %w", err)
+	}
+	if enc != nil {
+		if err := enc.Close(); err != nil {
+			return fmt.Errorf("encrypt: %w", err)
+		}
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type countingHash struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,98 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// Exec is a command running in a container whose standard output is streamed.
+type Exec struct {
+	// Stdout streams the command's standard output; read it to the end (or close it).
+	Stdout io.ReadCloser
+	id     string
+	api    *Client
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+// ExecStream starts cmd in the container with env and streams its standard output; standard
+// error is kept (its last 64 KiB) for the error message. Wait reports how the command ended.
+func (c *Client) ExecStream(ctx context.Context, containerName string, cmd, env []string) (*Exec, error) {
+	created, err := c.api.ContainerExecCreate(ctx, containerName, container.ExecOptions{
+		Cmd: cmd, Env: env, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", containerName, err)
+	}
+	att, err := c.api.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: attach: %w", containerName, err)
+	}
+	pr, pw := io.Pipe()
+	e := &Exec{Stdout: pr, id: created.ID, api: c, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	go func() {
+		defer att.Close()
+		_, err := stdcopy.StdCopy(pw, &tailWriter{buf: e.stderr, max: 64 << 10}, att.Reader)
+		pw.CloseWithError(err)
+		e.done <- err
+	}()
+	return e, nil
+}
+
+// Wait waits until the output was copied and returns an error if the command failed, with
+// what it printed on standard error.
+func (e *Exec) Wait(ctx context.Context) error {
+	var copyErr error
+	select {
+	case copyErr = <-e.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// The output ends a moment before the engine records the exit code.
+	var in container.ExecInspect
+	for i := 0; ; i++ {
+		var err error
+		if in, err = e.api.api.ContainerExecInspect(ctx, e.id); err != nil {
+			return fmt.Errorf("inspect exec: %w", err)
+		}
+		if !in.Running || i == 100 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if in.Running {
+		return fmt.Errorf("exec still running after its output ended")
+	}
+	if in.ExitCode != 0 {
+		return fmt.Errorf("exit status %d: %s", in.ExitCode, strings.TrimSpace(e.stderr.String()))
+	}
+	if copyErr != nil {
+		return fmt.Errorf("read output: %w", copyErr)
+	}
+	return nil
+}
+
+// tailWriter keeps the last max bytes written to it.
+type tailWriter struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.buf.Write(p)
+	if over := t.buf.Len() - t.max; over > 0 {
+		t.buf.Next(over)
+	}
+	return len(p), nil
+}
