@@ -1,0 +1,160 @@
+// Package backup backs the stack's MariaDB up to S3 and brings it back: a dump taken inside the
+// database container (by default the replica), streamed through zstd (and age) into a multipart
+// upload, described by a manifest written last (a backup without a manifest does not exist),
+// pruned by a grandfather-father-son policy.
+package backup
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+)
+
+// Dump is a running dump command whose output streams from Stdout.
+type Dump interface {
+	Output() io.Reader
+	Wait(ctx context.Context) error
+}
+
+// Database runs the dump inside a database container.
+type Database interface {
+	// Ready reports whether the container runs and is healthy.
+	Ready(ctx context.Context, container string) (bool, error)
+	// StartDump runs cmd in the container and streams its output.
+	StartDump(ctx context.Context, container string, cmd []string) (Dump, error)
+}
+
+// Store is where backups go.
+type Store interface {
+	Uploader
+	Put(ctx context.Context, key string, data []byte, contentType string) error
+}
+
+// Options of one backup.
+type Options struct {
+	Replica, Primary string // container names; the replica is preferred when it is healthy
+	// PasswordFile is the root password's file inside the containers.
+	PasswordFile string
+	Recipients   []age.Recipient // encrypt to these when set
+	AgentVersion string
+	StackCommit  string
+}
+
+// dumpArgs are mariadb-dump's flags for both roles: a consistent InnoDB snapshot without
+// locking, everything a restore needs (routines, events, triggers, users), binary-safe.
+var dumpArgs = []string{
+	"--single-transaction", "--gtid", "--routines", "--events", "--triggers", "--hex-blob",
+	"--default-character-set=utf8mb4", "--all-databases", "--system=users", "--quick",
+}
+
+// Run takes one backup: dump, stream, then the manifest. The manifest is written only after
+// the dump finished without error and the upload completed, so a failed backup leaves no
+// manifest (and, with an S3 store that aborts failed uploads, no object).
+func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, error) {
+	started := time.Now().UTC().Truncate(time.Second)
+	m := Manifest{Version: ManifestVersion, ID: NewID(started), Started: started, Encrypted: len(o.Recipients) > 0,
+		Tools: map[string]string{ToolAgent: orUnknown(o.AgentVersion)}, StackCommit: o.StackCommit}
+	m.DumpKey = DumpKey(m.ID, m.Encrypted)
+
+	container, role := o.Primary, RolePrimary
+	position := "--master-data=2"
+	if ok, err := db.Ready(ctx, o.Replica); err == nil && ok {
+		container, role, position = o.Replica, RoleReplica, "--dump-slave=2"
+	}
+	m.Source = Source{Container: container, Role: role}
+	script := fmt.Sprintf(`MYSQL_PWD="$(cat %s)" || exit 3; export MYSQL_PWD; exec mariadb-dump %s %s`,
+		shellQuote(o.PasswordFile), position, strings.Join(dumpArgs, " "))
+	dump, err := db.StartDump(ctx, container, []string{"sh", "-c", script})
+	if err != nil {
+		return m, fmt.Errorf("start the dump in %s: %w", container, err)
+	}
+	counter := NewRowCounter()
+	header := &headerScanner{}
+	src := io.TeeReader(dump.Output(), io.MultiWriter(counter, header))
+	res, streamErr := Stream(ctx, src, store, m.DumpKey, o.Recipients)
+	waitErr := dump.Wait(ctx)
+	if err := errors.Join(streamErr, waitErr); err != nil {
+		return m, fmt.Errorf("backup %s from %s: %w", m.ID, container, err)
+	}
+	m.Finished = time.Now().UTC()
+	m.RawBytes, m.StoredBytes, m.SHA256 = res.RawBytes, res.StoredBytes, res.SHA256
+	m.GTID = header.gtid
+	m.Source.ServerVersion = orUnknown(header.server)
+	m.Tools[ToolMariaDBDump] = orUnknown(header.dumpVersion)
+	m.Tables = map[string]TableInfo{}
+	for t, n := range counter.Tables() {
+		m.Tables[t] = TableInfo{Rows: n}
+	}
+	b, err := EncodeManifest(m)
+	if err != nil {
+		return m, err
+	}
+	if err := store.Put(ctx, ManifestKey(m.ID), b, "application/json"); err != nil {
+		return m, fmt.Errorf("write manifest of %s: %w", m.ID, err)
+	}
+	return m, nil
+}
+
+// headerScanner picks what the manifest needs from the dump's first lines: the dump tool's
+// and the server's versions, and the GTID position.
+type headerScanner struct {
+	lines       int
+	buf         []byte
+	dumpVersion string
+	server      string
+	gtid        string
+}
+
+var (
+	reDumpVersion = regexp.MustCompile(`^-- MariaDB dump (\S+?),?\s`)
+	reServer      = regexp.MustCompile(`^-- Server version\s+(\S+)`)
+	reGTID        = regexp.MustCompile(`gtid_slave_pos\s*=\s*'([^']*)'`)
+)
+
+func (h *headerScanner) Write(p []byte) (int, error) {
+	if h.lines > 200 {
+		return len(p), nil
+	}
+	h.buf = append(h.buf, p...)
+	sc := bufio.NewScanner(strings.NewReader(string(h.buf)))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	consumed := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if consumed+len(line)+1 > len(h.buf) {
+			break // a partial last line: wait for the rest
+		}
+		consumed += len(line) + 1
+		h.lines++
+		if m := reDumpVersion.FindStringSubmatch(line); m != nil && h.dumpVersion == "" {
+			h.dumpVersion = m[1]
+		}
+		if m := reServer.FindStringSubmatch(line); m != nil && h.server == "" {
+			h.server = m[1]
+		}
+		if m := reGTID.FindStringSubmatch(line); m != nil && h.gtid == "" {
+			h.gtid = m[1]
+		}
+	}
+	h.buf = append(h.buf[:0], h.buf[consumed:]...)
+	if len(h.buf) > 1<<20 {
+		h.buf, h.lines = nil, 201 // a huge first line: stop looking
+	}
+	return len(p), nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}

@@ -1,0 +1,107 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+type cannedDump struct {
+	out     io.Reader
+	waitErr error
+}
+
+func (d *cannedDump) Output() io.Reader              { return d.out }
+func (d *cannedDump) Wait(ctx context.Context) error { return d.waitErr }
+
+type fakeDB struct {
+	replicaReady bool
+	dump         string
+	waitErr      error
+	ranIn        string
+	cmd          []string
+}
+
+func (f *fakeDB) Ready(ctx context.Context, c string) (bool, error) { return f.replicaReady, nil }
+func (f *fakeDB) StartDump(ctx context.Context, c string, cmd []string) (Dump, error) {
+	f.ranIn, f.cmd = c, cmd
+	return &cannedDump{out: strings.NewReader(f.dump), waitErr: f.waitErr}, nil
+}
+
+type memStore struct {
+	memUploader
+	objects map[string][]byte
+}
+
+func (m *memStore) Put(ctx context.Context, key string, data []byte, ct string) error {
+	if m.objects == nil {
+		m.objects = map[string][]byte{}
+	}
+	m.objects[key] = data
+	return nil
+}
+
+const realHeader = "/*M!999999\\- enable the sandbox mode */ \n" +
+	"-- MariaDB dump 10.19-11.8.9-MariaDB, for debian-linux-gnu (x86_64)\n--\n" +
+	"-- Host: localhost    Database: \n" +
+	"-- ------------------------------------------------------\n" +
+	"-- Server version\t11.8.9-MariaDB-0+deb13u1-log\n\n" +
+	"--\n-- Position to start replication or point-in-time recovery from (the master of this slave)\n--\n\n" +
+	"-- CHANGE MASTER TO MASTER_USE_GTID=slave_pos;\n" +
+	"-- SET GLOBAL gtid_slave_pos='0-1-42';\n"
+
+func TestRunOnReplica(t *testing.T) {
+	db := &fakeDB{replicaReady: true, dump: realHeader + sampleDump}
+	st := &memStore{}
+	m, err := Run(context.Background(), Options{Replica: "db_slave", Primary: "db_master", PasswordFile: "/run/secrets/root_password", AgentVersion: "test"}, db, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.ranIn != "db_slave" || !strings.Contains(strings.Join(db.cmd, " "), "--dump-slave=2") {
+		t.Fatalf("dump ran in %s: %v", db.ranIn, db.cmd)
+	}
+	if m.Source.Role != RoleReplica || m.GTID != "0-1-42" || m.Source.ServerVersion != "11.8.9-MariaDB-0+deb13u1-log" || m.Tools[ToolMariaDBDump] != "10.19-11.8.9-MariaDB" {
+		t.Fatalf("manifest %+v", m)
+	}
+	if m.Tables["app.visits"].Rows != 6 {
+		t.Fatalf("tables %v", m.Tables)
+	}
+	b, ok := st.objects[ManifestKey(m.ID)]
+	if !ok {
+		t.Fatal("no manifest written")
+	}
+	if back, err := DecodeManifest(b); err != nil || back.SHA256 != m.SHA256 {
+		t.Fatalf("manifest round trip: %v", err)
+	}
+	zr, _ := zstd.NewReader(bytes.NewReader(st.data.Bytes()))
+	if got, _ := io.ReadAll(zr); string(got) != realHeader+sampleDump {
+		t.Fatal("stored dump differs")
+	}
+}
+
+func TestRunFallsBackToPrimary(t *testing.T) {
+	db := &fakeDB{replicaReady: false, dump: realHeader + sampleDump}
+	m, err := Run(context.Background(), Options{Replica: "db_slave", Primary: "db_master", PasswordFile: "/p"}, db, &memStore{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.ranIn != "db_master" || m.Source.Role != RolePrimary || !strings.Contains(strings.Join(db.cmd, " "), "--master-data=2") {
+		t.Fatalf("ran in %s as %s: %v", db.ranIn, m.Source.Role, db.cmd)
+	}
+}
+
+func TestRunFailedDumpWritesNoManifest(t *testing.T) {
+	db := &fakeDB{replicaReady: true, dump: realHeader + sampleDump, waitErr: errors.New("exit status 2: Got error: 1045: Access denied")}
+	st := &memStore{}
+	if _, err := Run(context.Background(), Options{Replica: "r", Primary: "p", PasswordFile: "/p"}, db, st); err == nil || !strings.Contains(err.Error(), "Access denied") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(st.objects) != 0 {
+		t.Fatalf("a failed backup wrote %v", st.objects)
+	}
+}
