@@ -34,6 +34,7 @@ Usage:
   agent status [--addr ADDR] [--json]     show the running agent's source, commit, services, drift, history
   agent sync   [--addr ADDR]              ask the running agent to fetch and deploy now
   agent diff   [--addr ADDR] [COMMIT]     show which services COMMIT (default: the source's) would change
+  agent backup [--config FILE] [--json]   back the database up to S3 now (dump on the replica, zstd, manifest)
   agent help                              this text
 
 Every command takes --help. Configuration: a YAML file (--config) plus HASTACK_AGENT_*
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdSync(ctx, args[1:], stdout, stderr)
 	case "diff":
 		err = cmdDiff(ctx, args[1:], stdout, stderr)
+	case "backup":
+		err = cmdBackup(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -58,7 +58,8 @@ var dumpArgs = []string{
 // the dump finished without error and the upload completed, so a failed backup leaves no
 // manifest (and, with an S3 store that aborts failed uploads, no object).
 func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, error) {
-	started := time.Now().UTC().Truncate(time.Second)
+	now := time.Now().UTC()
+	started := now.Truncate(time.Second)
 	m := Manifest{Version: ManifestVersion, ID: NewID(started), Started: started, Encrypted: len(o.Recipients) > 0,
 		Tools: map[string]string{ToolAgent: orUnknown(o.AgentVersion)}, StackCommit: o.StackCommit}
 	m.DumpKey = DumpKey(m.ID, m.Encrypted)
@@ -85,7 +86,7 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 	}
 	m.Finished = time.Now().UTC()
 	m.RawBytes, m.StoredBytes, m.SHA256 = res.RawBytes, res.StoredBytes, res.SHA256
-	m.GTID = header.gtid
+	m.GTID = counter.GTID()
 	m.Source.ServerVersion = orUnknown(header.server)
 	m.Tools[ToolMariaDBDump] = orUnknown(header.dumpVersion)
 	m.Tables = map[string]TableInfo{}
@@ -102,20 +103,17 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 	return m, nil
 }
 
-// headerScanner picks what the manifest needs from the dump's first lines: the dump tool's
-// and the server's versions, and the GTID position.
+// headerScanner picks the dump tool's and the server's versions from the dump's first lines.
 type headerScanner struct {
 	lines       int
 	buf         []byte
 	dumpVersion string
 	server      string
-	gtid        string
 }
 
 var (
 	reDumpVersion = regexp.MustCompile(`^-- MariaDB dump (\S+?),?\s`)
 	reServer      = regexp.MustCompile(`^-- Server version\s+(\S+)`)
-	reGTID        = regexp.MustCompile(`gtid_slave_pos\s*=\s*'([^']*)'`)
 )
 
 func (h *headerScanner) Write(p []byte) (int, error) {
@@ -138,9 +136,6 @@ func (h *headerScanner) Write(p []byte) (int, error) {
 		}
 		if m := reServer.FindStringSubmatch(line); m != nil && h.server == "" {
 			h.server = m[1]
-		}
-		if m := reGTID.FindStringSubmatch(line); m != nil && h.gtid == "" {
-			h.gtid = m[1]
 		}
 	}
 	h.buf = append(h.buf[:0], h.buf[consumed:]...)

@@ -52,11 +52,13 @@ const realHeader = "/*M!999999\\- enable the sandbox mode */ \n" +
 	"-- ------------------------------------------------------\n" +
 	"-- Server version\t11.8.9-MariaDB-0+deb13u1-log\n\n" +
 	"--\n-- Position to start replication or point-in-time recovery from (the master of this slave)\n--\n\n" +
-	"-- CHANGE MASTER TO MASTER_USE_GTID=slave_pos;\n" +
-	"-- SET GLOBAL gtid_slave_pos='0-1-42';\n"
+	"-- CHANGE MASTER '' TO MASTER_USE_GTID=slave_pos;\n"
+
+// realTrailer: with --dump-slave, MariaDB 11 writes the GTID position at the end.
+const realTrailer = "\n-- SET GLOBAL gtid_slave_pos='0-1-42';\n-- Dump completed on 2026-11-25 18:34:27\n"
 
 func TestRunOnReplica(t *testing.T) {
-	db := &fakeDB{replicaReady: true, dump: realHeader + sampleDump}
+	db := &fakeDB{replicaReady: true, dump: realHeader + sampleDump + realTrailer}
 	st := &memStore{}
 	m, err := Run(context.Background(), Options{Replica: "db_slave", Primary: "db_master", PasswordFile: "/run/secrets/root_password", AgentVersion: "test"}, db, st)
 	if err != nil {
@@ -79,7 +81,7 @@ func TestRunOnReplica(t *testing.T) {
 		t.Fatalf("manifest round trip: %v", err)
 	}
 	zr, _ := zstd.NewReader(bytes.NewReader(st.data.Bytes()))
-	if got, _ := io.ReadAll(zr); string(got) != realHeader+sampleDump {
+	if got, _ := io.ReadAll(zr); string(got) != realHeader+sampleDump+realTrailer {
 		t.Fatal("stored dump differs")
 	}
 }

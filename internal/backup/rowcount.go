@@ -17,6 +17,7 @@ import (
 type RowCounter struct {
 	db     string
 	tables map[string]int64
+	gtid   string // from `SET GLOBAL gtid_slave_pos='...'`, commented out or not
 
 	head    []byte // the start of the current line, until it is classified
 	mode    int
@@ -67,6 +68,9 @@ func (c *RowCounter) Write(p []byte) (int, error) {
 // classify decides what the line in head is; complete says the whole line is there.
 func (c *RowCounter) classify(complete bool) {
 	line := string(c.head)
+	if g, ok := strings.CutPrefix(strings.TrimPrefix(line, "-- "), "SET GLOBAL gtid_slave_pos="); ok && complete {
+		c.gtid = strings.Trim(strings.TrimSuffix(strings.TrimSpace(g), ";"), "'")
+	}
 	switch {
 	case strings.HasPrefix(line, "USE `"):
 		if name, ok := quotedName(line[len("USE "):]); ok {
@@ -145,6 +149,10 @@ func quotedName(s string) (string, bool) {
 	}
 	return "", false
 }
+
+// GTID returns the GTID position the dump recorded (mariadb-dump --gtid writes it at the start
+// with --master-data, at the end with --dump-slave), or "".
+func (c *RowCounter) GTID() string { return c.gtid }
 
 // Tables returns "db.table" -> rows for every table seen so far.
 func (c *RowCounter) Tables() map[string]int64 {

@@ -60,6 +60,30 @@ type Config struct {
 	History   int     `yaml:"history"` // deploys kept in state
 	Webhook   Webhook `yaml:"webhook"`
 	API       API     `yaml:"api"`
+	Backup    Backup  `yaml:"backup"`
+}
+
+// Backup is where and how `agent backup` dumps the database.
+type Backup struct {
+	Replica       string   `yaml:"replica"`        // container dumped by default
+	Primary       string   `yaml:"primary"`        // used when the replica is not healthy
+	PasswordFile  string   `yaml:"password_file"`  // the root password's file inside those containers
+	AgeRecipients []string `yaml:"age_recipients"` // encrypt to these age public keys when set
+	S3            S3       `yaml:"s3"`
+}
+
+// S3 is the object store backups go to: AWS, or any S3-compatible endpoint.
+type S3 struct {
+	Endpoint            string `yaml:"endpoint"` // "" = AWS
+	Region              string `yaml:"region"`
+	Bucket              string `yaml:"bucket"`
+	Prefix              string `yaml:"prefix"`
+	PathStyle           bool   `yaml:"path_style"`
+	AccessKeyID         string `yaml:"access_key_id"` // "" = the usual AWS chain
+	SecretAccessKeyFile string `yaml:"secret_access_key_file"`
+	CAFile              string `yaml:"ca_file"`
+
+	SecretAccessKey string `yaml:"-"` // read at load
 }
 
 // Source is the git repository the agent follows.
@@ -144,6 +168,10 @@ func Default() Config {
 		WorkDir:  "/var/lib/hastack-agent/releases",
 		Listen:   "127.0.0.1:9700",
 		History:  20,
+		Backup: Backup{
+			Replica: "db_slave", Primary: "db_master", PasswordFile: "/run/secrets/root_password",
+			S3: S3{Region: "us-east-1", Prefix: "hastack/"},
+		},
 	}
 }
 
@@ -155,6 +183,7 @@ const redactedValue = "REDACTED"
 func (c Config) Redacted() Config {
 	r := c
 	r.Compose.Files = append([]string(nil), c.Compose.Files...)
+	r.Backup.AgeRecipients = append([]string(nil), c.Backup.AgeRecipients...)
 	if r.Source.Token != "" {
 		r.Source.Token = redactedValue
 	}
@@ -163,6 +192,9 @@ func (c Config) Redacted() Config {
 	}
 	if r.API.Token != "" {
 		r.API.Token = redactedValue
+	}
+	if r.Backup.S3.SecretAccessKey != "" {
+		r.Backup.S3.SecretAccessKey = redactedValue
 	}
 	if u, err := url.Parse(c.Source.URL); err == nil && u.User != nil {
 		if _, ok := u.User.Password(); ok {

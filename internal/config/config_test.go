@@ -124,6 +124,7 @@ func TestLoad(t *testing.T) {
 				History:  50,
 				Webhook:  Webhook{SecretFile: "/run/secrets/webhook_secret", Secret: "hook secret"},
 				API:      API{TokenFile: "/run/secrets/api_token", Token: "api-token"},
+				Backup:   Default().Backup,
 			},
 		},
 		{

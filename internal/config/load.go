@@ -132,6 +132,8 @@ var secrets = []struct {
 		func(c *Config) *string { return &c.Webhook.SecretFile }, func(c *Config) *string { return &c.Webhook.Secret }},
 	{"HASTACK_AGENT_API_TOKEN", "api.token_file",
 		func(c *Config) *string { return &c.API.TokenFile }, func(c *Config) *string { return &c.API.Token }},
+	{"HASTACK_AGENT_S3_SECRET_ACCESS_KEY", "backup.s3.secret_access_key_file",
+		func(c *Config) *string { return &c.Backup.S3.SecretAccessKeyFile }, func(c *Config) *string { return &c.Backup.S3.SecretAccessKey }},
 }
 
 func readSecrets(c *Config, env func(string) string, readFile func(string) ([]byte, error)) error {

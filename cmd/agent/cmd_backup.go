@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"filippo.io/age"
+
+	"github.com/hastack/hastack/internal/backup"
+	"github.com/hastack/hastack/internal/config"
+	"github.com/hastack/hastack/internal/docker"
+	"github.com/hastack/hastack/internal/s3store"
+)
+
+// version is the agent's version, set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("backup", "backup [--config FILE] [--json]", stderr)
+	configPath := fs.String("config", os.Getenv("HASTACK_AGENT_CONFIG"), "configuration file (env HASTACK_AGENT_CONFIG)")
+	asJSON := fs.Bool("json", false, "print the manifest as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	if cfg.Backup.S3.Bucket == "" {
+		return &config.FieldError{Field: "backup.s3.bucket", Problem: "required to back up: where should backups go?"}
+	}
+	var recipients []age.Recipient
+	for _, r := range cfg.Backup.AgeRecipients {
+		rec, err := age.ParseX25519Recipient(r)
+		if err != nil {
+			return &config.FieldError{Field: "backup.age_recipients", Problem: err.Error()}
+		}
+		recipients = append(recipients, rec)
+	}
+	s3 := cfg.Backup.S3
+	store, err := s3store.New(ctx, s3store.Options{Endpoint: s3.Endpoint, Region: s3.Region, Bucket: s3.Bucket, Prefix: s3.Prefix,
+		PathStyle: s3.PathStyle, AccessKeyID: s3.AccessKeyID, SecretAccessKey: s3.SecretAccessKey, CAFile: s3.CAFile})
+	if err != nil {
+		return err
+	}
+	if err := store.Check(ctx); err != nil {
+		return err
+	}
+	engine, err := docker.New()
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	m, err := backup.Run(ctx, backup.Options{Replica: cfg.Backup.Replica, Primary: cfg.Backup.Primary,
+		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, AgentVersion: version}, dockerDB{engine}, store)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(m)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "backup\t%s\n", m.ID)
+	fmt.Fprintf(tw, "source\t%s (%s, %s)\n", m.Source.Container, m.Source.Role, m.Source.ServerVersion)
+	fmt.Fprintf(tw, "gtid\t%s\n", m.GTID)
+	fmt.Fprintf(tw, "object\t%s%s (%d bytes, %d uncompressed, sha256 %s)\n", s3.Prefix, m.DumpKey, m.StoredBytes, m.RawBytes, m.SHA256)
+	fmt.Fprintf(tw, "took\t%s\n", m.Finished.Sub(m.Started).Round(1e6))
+	tw.Flush()
+	names := make([]string, 0, len(m.Tables))
+	for t := range m.Tables {
+		if !strings.HasPrefix(t, "mysql.") {
+			names = append(names, t)
+		}
+	}
+	sort.Strings(names)
+	for _, t := range names {
+		fmt.Fprintf(stdout, "  %s: %d rows\n", t, m.Tables[t].Rows)
+	}
+	return nil
+}
+
+// dockerDB runs dumps through the Docker API.
+type dockerDB struct{ c *docker.Client }
+
+func (d dockerDB) Ready(ctx context.Context, container string) (bool, error) {
+	return d.c.ContainerReady(ctx, container)
+}
+
+func (d dockerDB) StartDump(ctx context.Context, container string, cmd []string) (backup.Dump, error) {
+	e, err := d.c.ExecStream(ctx, container, cmd, nil)
+	if err != nil {
+		return nil, err
+	}
+	return execDump{e}, nil
+}
+
+type execDump struct{ e *docker.Exec }
+
+func (x execDump) Output() io.Reader              { return x.e.Stdout }
+func (x execDump) Wait(ctx context.Context) error { return x.e.Wait(ctx) }
