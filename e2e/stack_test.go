@@ -116,6 +116,7 @@ func TestStack(t *testing.T) {
 		{"web1 recreated with a new address gets traffic again", testBackendNewAddress},
 		{"a user's own certificate in nginx/ssl is used", testUserCertificate},
 		{"a replica with a wiped volume re-seeds and catches up", testReplicaReseed},
+		{"agent backup dumps the replica to a real S3 store, readable by other tools", testBackupToS3},
 		{"docker compose down -v removes everything", testDownRemovesEverything},
 	}
 	for _, s := range steps {
