@@ -119,6 +119,15 @@ backup:
 	if m.Source.Role != "replica" || m.GTID == "" || fmt.Sprint(m.Tables["app.visits"].Rows) != want {
 		t.Fatalf("manifest: role %s gtid %q visits %d (database %s)", m.Source.Role, m.GTID, m.Tables["app.visits"].Rows, want)
 	}
+	// agent backups lists it as complete.
+	out, err = exec.CommandContext(ctx, buildAgent(t), "backups", "--config", cfg, "--json").CombinedOutput()
+	var list []struct {
+		ID       string `json:"id"`
+		Complete bool   `json:"complete"`
+	}
+	if err != nil || json.Unmarshal(out, &list) != nil || len(list) != 1 || list[0].ID != m.ID || !list[0].Complete {
+		t.Fatalf("agent backups: %v\n%s", err, out)
+	}
 	// Not our code: curl with SigV4 lists and downloads, zstd decompresses.
 	curl := func(path string) []byte {
 		t.Helper()

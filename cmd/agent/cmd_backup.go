@@ -32,9 +32,6 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if cfg.Backup.S3.Bucket == "" {
-		return &config.FieldError{Field: "backup.s3.bucket", Problem: "required to back up: where should backups go?"}
-	}
 	var recipients []age.Recipient
 	for _, r := range cfg.Backup.AgeRecipients {
 		rec, err := age.ParseX25519Recipient(r)
@@ -44,12 +41,8 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		recipients = append(recipients, rec)
 	}
 	s3 := cfg.Backup.S3
-	store, err := s3store.New(ctx, s3store.Options{Endpoint: s3.Endpoint, Region: s3.Region, Bucket: s3.Bucket, Prefix: s3.Prefix,
-		PathStyle: s3.PathStyle, AccessKeyID: s3.AccessKeyID, SecretAccessKey: s3.SecretAccessKey, CAFile: s3.CAFile})
+	store, err := openStore(ctx, cfg)
 	if err != nil {
-		return err
-	}
-	if err := store.Check(ctx); err != nil {
 		return err
 	}
 	engine, err := docker.New()
@@ -85,6 +78,23 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "  %s: %d rows\n", t, m.Tables[t].Rows)
 	}
 	return nil
+}
+
+// openStore connects to the configured S3 store and checks that the bucket answers.
+func openStore(ctx context.Context, cfg config.Config) (*s3store.Store, error) {
+	s3 := cfg.Backup.S3
+	if s3.Bucket == "" {
+		return nil, &config.FieldError{Field: "backup.s3.bucket", Problem: "required for backups: where do they go?"}
+	}
+	store, err := s3store.New(ctx, s3store.Options{Endpoint: s3.Endpoint, Region: s3.Region, Bucket: s3.Bucket, Prefix: s3.Prefix,
+		PathStyle: s3.PathStyle, AccessKeyID: s3.AccessKeyID, SecretAccessKey: s3.SecretAccessKey, CAFile: s3.CAFile})
+	if err != nil {
+		return nil, err
+	}
+	if err := store.Check(ctx); err != nil {
+		return nil, err
+	}
+	return store, nil
 }
 
 // dockerDB runs dumps through the Docker API.

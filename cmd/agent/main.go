@@ -35,6 +35,7 @@ Usage:
   agent sync   [--addr ADDR]              ask the running agent to fetch and deploy now
   agent diff   [--addr ADDR] [COMMIT]     show which services COMMIT (default: the source's) would change
   agent backup [--config FILE] [--json]   back the database up to S3 now (dump on the replica, zstd, manifest)
+  agent backups [--config FILE] [--json]  list the backups in S3, complete or not
   agent help                              this text
 
 Every command takes --help. Configuration: a YAML file (--config) plus HASTACK_AGENT_*
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdDiff(ctx, args[1:], stdout, stderr)
 	case "backup":
 		err = cmdBackup(ctx, args[1:], stdout, stderr)
+	case "backups":
+		err = cmdBackups(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

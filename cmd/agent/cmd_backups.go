@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/hastack/hastack/internal/backup"
+	"github.com/hastack/hastack/internal/config"
+	"github.com/hastack/hastack/internal/s3store"
+)
+
+func cmdBackups(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("backups", "backups [--config FILE] [--json]", stderr)
+	configPath := fs.String("config", os.Getenv("HASTACK_AGENT_CONFIG"), "configuration file (env HASTACK_AGENT_CONFIG)")
+	asJSON := fs.Bool("json", false, "print the list as JSON (with each manifest)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	entries, err := backup.List(ctx, catalog{store})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(entries)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIME\tSOURCE\tGTID\tSIZE\tSTATE")
+	for _, e := range entries {
+		source, gtid, state := "-", "-", "complete"
+		if e.Manifest != nil {
+			source, gtid = e.Manifest.Source.Container, e.Manifest.GTID
+		}
+		if !e.Complete {
+			state = "INCOMPLETE: " + e.Problem
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.Local().Format("2006-01-02 15:04:05"), source, gtid, humanBytes(e.Bytes), state)
+	}
+	return tw.Flush()
+}
+
+// catalog lists and reads a backup store for backup.List.
+type catalog struct{ s *s3store.Store }
+
+func (c catalog) List(ctx context.Context) ([]backup.Object, error) {
+	objs, err := c.s.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]backup.Object, len(objs))
+	for i, o := range objs {
+		out[i] = backup.Object{Key: o.Key, Size: o.Size}
+	}
+	return out, nil
+}
+
+func (c catalog) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) {
+	rc, n, err := c.s.Get(ctx, key)
+	if errors.Is(err, s3store.ErrNotFound) {
+		return nil, 0, fmt.Errorf("%w: %w", backup.ErrNotFound, err)
+	}
+	return rc, n, err
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

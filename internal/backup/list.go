@@ -1,0 +1,93 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+)
+
+// Object is one stored object, its key relative to the store's prefix.
+type Object struct {
+	Key  string
+	Size int64
+}
+
+// Catalog reads what a store holds; Get returns ErrNotFound for a missing object.
+type Catalog interface {
+	List(ctx context.Context) ([]Object, error)
+	Get(ctx context.Context, key string) (io.ReadCloser, int64, error)
+}
+
+// Entry is one backup in a store: complete when its manifest is there and valid.
+type Entry struct {
+	ID       string    `json:"id"`
+	Time     time.Time `json:"time"`
+	Complete bool      `json:"complete"`
+	Problem  string    `json:"problem,omitempty"` // why it is not complete
+	Manifest *Manifest `json:"manifest,omitempty"`
+	Bytes    int64     `json:"bytes"` // all its objects
+}
+
+// maxManifest bounds what is read as a manifest.
+const maxManifest = 16 << 20
+
+// List groups a store's objects by backup, newest first, reading each manifest.
+func List(ctx context.Context, c Catalog) ([]Entry, error) {
+	objs, err := c.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	byID := map[string]*Entry{}
+	for _, o := range objs {
+		id, ok := IDFromKey(o.Key)
+		if !ok {
+			continue
+		}
+		t, err := ParseID(id)
+		if err != nil {
+			continue
+		}
+		e := byID[id]
+		if e == nil {
+			e = &Entry{ID: id, Time: t, Problem: "no manifest: failed or in progress"}
+			byID[id] = e
+		}
+		e.Bytes += o.Size
+	}
+	var out []Entry
+	for id, e := range byID {
+		m, err := readManifest(ctx, c, id)
+		switch {
+		case err == nil:
+			e.Complete, e.Problem, e.Manifest = true, "", &m
+		case !errors.Is(err, ErrNotFound):
+			e.Problem = err.Error()
+		}
+		out = append(out, *e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	return out, nil
+}
+
+func readManifest(ctx context.Context, c Catalog, id string) (Manifest, error) {
+	rc, _, err := c.Get(ctx, ManifestKey(id))
+	if err != nil {
+		return Manifest{}, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifest))
+	if err != nil {
+		return Manifest{}, fmt.Errorf("read manifest of %s: %w", id, err)
+	}
+	m, err := DecodeManifest(b)
+	if err == nil && m.ID != id {
+		err = fmt.Errorf("manifest of %s names backup %s", id, m.ID)
+	}
+	return m, err
+}
+
+// ErrNotFound is what a Catalog's Get returns (wrapped or not) for a missing object.
+var ErrNotFound = errors.New("object not found")
