@@ -84,6 +84,7 @@ backup:
     path_style: true
     access_key_id: %s
     secret_access_key_file: %s
+  retention: {keep_last: 1, daily: 1, weekly: 0, monthly: 0}
 `, c("db_slave"), c("db_master"), endpoint, access, filepath.Join(dir, "s3.secret"))), 0o600)
 	for range 10 {
 		fetchPage(t)
@@ -155,6 +156,15 @@ backup:
 	}
 	if !bytes.Contains(sql, []byte("INSERT INTO `visits`")) || !bytes.Contains(sql, []byte("gtid_slave_pos='"+m.GTID+"'")) {
 		t.Fatal("decompressed dump lacks the visits or the GTID position")
+	}
+	// A second backup: the retention policy (keep 1) prunes the first, dump and manifest.
+	time.Sleep(1100 * time.Millisecond) // backup ids have one-second resolution
+	if out, err := exec.CommandContext(ctx, buildAgent(t), "backup", "--config", cfg).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "pruned") || !strings.Contains(string(out), m.ID) {
+		t.Fatalf("second agent backup should prune %s: %v\n%s", m.ID, err, out)
+	}
+	if list := curl("/backups?list-type=2&prefix=e2e%2F"); bytes.Contains(list, []byte(m.ID)) {
+		t.Fatalf("the pruned backup %s is still listed:\n%s", m.ID, list)
 	}
 	// Replication runs again after the dump (--dump-slave pauses the SQL thread).
 	s := slaveStatus(t, ctx)

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"filippo.io/age"
 
@@ -25,6 +26,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("backup", "backup [--config FILE] [--json]", stderr)
 	configPath := fs.String("config", os.Getenv("HASTACK_AGENT_CONFIG"), "configuration file (env HASTACK_AGENT_CONFIG)")
 	asJSON := fs.Bool("json", false, "print the manifest as JSON")
+	noPrune := fs.Bool("no-prune", false, "do not apply backup.retention after the backup")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -55,6 +57,18 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	var pruned []string
+	if !*noPrune {
+		r := cfg.Backup.Retention
+		dec, err := backup.Prune(ctx, catalog{store}, store, backup.Policy{KeepLast: r.KeepLast, Daily: r.Daily, Weekly: r.Weekly, Monthly: r.Monthly},
+			time.Now(), time.Local)
+		if err != nil {
+			return fmt.Errorf("backup %s done, but pruning failed: %w", m.ID, err)
+		}
+		for _, b := range dec.Delete {
+			pruned = append(pruned, b.ID)
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -66,6 +80,9 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(tw, "gtid\t%s\n", m.GTID)
 	fmt.Fprintf(tw, "object\t%s%s (%d bytes, %d uncompressed, sha256 %s)\n", s3.Prefix, m.DumpKey, m.StoredBytes, m.RawBytes, m.SHA256)
 	fmt.Fprintf(tw, "took\t%s\n", m.Finished.Sub(m.Started).Round(1e6))
+	if len(pruned) > 0 {
+		fmt.Fprintf(tw, "pruned\t%s (backup.retention)\n", strings.Join(pruned, ", "))
+	}
 	tw.Flush()
 	names := make([]string, 0, len(m.Tables))
 	for t := range m.Tables {

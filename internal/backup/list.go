@@ -29,6 +29,7 @@ type Entry struct {
 	Problem  string    `json:"problem,omitempty"` // why it is not complete
 	Manifest *Manifest `json:"manifest,omitempty"`
 	Bytes    int64     `json:"bytes"` // all its objects
+	Keys     []string  `json:"-"`     // all its objects' keys
 }
 
 // maxManifest bounds what is read as a manifest.
@@ -56,6 +57,7 @@ func List(ctx context.Context, c Catalog) ([]Entry, error) {
 			byID[id] = e
 		}
 		e.Bytes += o.Size
+		e.Keys = append(e.Keys, o.Key)
 	}
 	var out []Entry
 	for id, e := range byID {

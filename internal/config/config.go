@@ -65,11 +65,21 @@ type Config struct {
 
 // Backup is where and how `agent backup` dumps the database.
 type Backup struct {
-	Replica       string   `yaml:"replica"`        // container dumped by default
-	Primary       string   `yaml:"primary"`        // used when the replica is not healthy
-	PasswordFile  string   `yaml:"password_file"`  // the root password's file inside those containers
-	AgeRecipients []string `yaml:"age_recipients"` // encrypt to these age public keys when set
-	S3            S3       `yaml:"s3"`
+	Replica       string    `yaml:"replica"`        // container dumped by default
+	Primary       string    `yaml:"primary"`        // used when the replica is not healthy
+	PasswordFile  string    `yaml:"password_file"`  // the root password's file inside those containers
+	AgeRecipients []string  `yaml:"age_recipients"` // encrypt to these age public keys when set
+	S3            S3        `yaml:"s3"`
+	Retention     Retention `yaml:"retention"`
+}
+
+// Retention is the grandfather-father-son policy applied after each backup: the newest
+// complete backup and uploads in progress are always kept.
+type Retention struct {
+	KeepLast int `yaml:"keep_last"`
+	Daily    int `yaml:"daily"`
+	Weekly   int `yaml:"weekly"`
+	Monthly  int `yaml:"monthly"`
 }
 
 // S3 is the object store backups go to: AWS, or any S3-compatible endpoint.
@@ -170,7 +180,8 @@ func Default() Config {
 		History:  20,
 		Backup: Backup{
 			Replica: "db_slave", Primary: "db_master", PasswordFile: "/run/secrets/root_password",
-			S3: S3{Region: "us-east-1", Prefix: "hastack/"},
+			S3:        S3{Region: "us-east-1", Prefix: "hastack/"},
+			Retention: Retention{KeepLast: 7, Daily: 7, Weekly: 4, Monthly: 6},
 		},
 	}
 }
