@@ -34,41 +34,16 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	var recipients []age.Recipient
-	for _, r := range cfg.Backup.AgeRecipients {
-		rec, err := age.ParseX25519Recipient(r)
-		if err != nil {
-			return &config.FieldError{Field: "backup.age_recipients", Problem: err.Error()}
-		}
-		recipients = append(recipients, rec)
-	}
-	s3 := cfg.Backup.S3
-	store, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	engine, err := docker.New()
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
-	m, err := backup.Run(ctx, backup.Options{Replica: cfg.Backup.Replica, Primary: cfg.Backup.Primary,
-		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, AgentVersion: version}, dockerDB{engine}, store)
+	m, pruned, err := doBackup(ctx, cfg, engine, !*noPrune)
 	if err != nil {
 		return err
 	}
-	var pruned []string
-	if !*noPrune {
-		r := cfg.Backup.Retention
-		dec, err := backup.Prune(ctx, catalog{store}, store, backup.Policy{KeepLast: r.KeepLast, Daily: r.Daily, Weekly: r.Weekly, Monthly: r.Monthly},
-			time.Now(), time.Local)
-		if err != nil {
-			return fmt.Errorf("backup %s done, but pruning failed: %w", m.ID, err)
-		}
-		for _, b := range dec.Delete {
-			pruned = append(pruned, b.ID)
-		}
-	}
+	s3 := cfg.Backup.S3
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -95,6 +70,50 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "  %s: %d rows\n", t, m.Tables[t].Rows)
 	}
 	return nil
+}
+
+// doBackup takes one backup as configured and, when prune is set, applies the retention
+// policy. It returns the manifest and the ids pruned.
+func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, prune bool) (backup.Manifest, []string, error) {
+	var recipients []age.Recipient
+	for _, r := range cfg.Backup.AgeRecipients {
+		rec, err := age.ParseX25519Recipient(r)
+		if err != nil {
+			return backup.Manifest{}, nil, &config.FieldError{Field: "backup.age_recipients", Problem: err.Error()}
+		}
+		recipients = append(recipients, rec)
+	}
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return backup.Manifest{}, nil, err
+	}
+	m, err := backup.Run(ctx, backup.Options{Replica: cfg.Backup.Replica, Primary: cfg.Backup.Primary,
+		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, AgentVersion: version}, dockerDB{engine}, store)
+	if err != nil || !prune {
+		return m, nil, err
+	}
+	loc, err := backupLocation(cfg)
+	if err != nil {
+		return m, nil, err
+	}
+	r := cfg.Backup.Retention
+	dec, err := backup.Prune(ctx, catalog{store}, store, backup.Policy{KeepLast: r.KeepLast, Daily: r.Daily, Weekly: r.Weekly, Monthly: r.Monthly},
+		time.Now(), loc)
+	if err != nil {
+		return m, nil, fmt.Errorf("backup %s done, but pruning failed: %w", m.ID, err)
+	}
+	var pruned []string
+	for _, b := range dec.Delete {
+		pruned = append(pruned, b.ID)
+	}
+	return m, pruned, nil
+}
+
+func backupLocation(cfg config.Config) (*time.Location, error) {
+	if cfg.Backup.TimeZone == "" {
+		return time.Local, nil
+	}
+	return time.LoadLocation(cfg.Backup.TimeZone)
 }
 
 // openStore connects to the configured S3 store and checks that the bucket answers.

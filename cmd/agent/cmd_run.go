@@ -18,6 +18,7 @@ import (
 
 	"github.com/hastack/hastack/internal/alerts"
 	"github.com/hastack/hastack/internal/api"
+	"github.com/hastack/hastack/internal/backup"
 	"github.com/hastack/hastack/internal/compose"
 	"github.com/hastack/hastack/internal/config"
 	"github.com/hastack/hastack/internal/docker"
@@ -128,12 +129,44 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log.Info("listening", "addr", ln.Addr().String(), "source", src.DisplayURL(), "ref", cfg.Source.Ref)
 
 	go watchEvents(ctx, engine, cfg.Compose.Project, rec, log)
+	if cfg.Backup.Schedule != "" {
+		sched, err := newBackupScheduler(cfg, engine, events, backup.NewMetrics(reg), log)
+		if err != nil {
+			return err
+		}
+		go sched.Run(ctx)
+	}
 	err = rec.Run(ctx)
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdown)
 	log.Info("stopped")
 	return err
+}
+
+// newBackupScheduler runs `agent backup` on cfg.Backup.Schedule; a failure is the BackupFailed
+// alert event, resolved by the next success.
+func newBackupScheduler(cfg config.Config, engine *docker.Client, events *alerts.Logger, m *backup.Metrics, log *slog.Logger) (*backup.Scheduler, error) {
+	loc, err := backupLocation(cfg)
+	if err != nil {
+		return nil, &config.FieldError{Field: "backup.time_zone", Problem: err.Error()}
+	}
+	job := func(ctx context.Context) error {
+		man, pruned, err := doBackup(ctx, cfg, engine, true)
+		if err != nil {
+			events.Event(ctx, "BackupFailed", true, nil, fmt.Sprintf("backup failed: %v", err))
+			return err
+		}
+		m.Completed(man)
+		events.Event(ctx, "BackupFailed", false, nil, "")
+		log.Info("backup complete", "id", man.ID, "source", man.Source.Container, "bytes", man.StoredBytes, "pruned", pruned)
+		return nil
+	}
+	s, err := backup.NewScheduler(cfg.Backup.Schedule, loc, job, m, log.With("component", "backup"))
+	if err != nil {
+		return nil, &config.FieldError{Field: "backup.schedule", Problem: err.Error()}
+	}
+	return s, nil
 }
 
 // watchEvents checks for drift soon after a container of the project stops or disappears,

@@ -65,6 +65,11 @@ type Config struct {
 
 // Backup is where and how `agent backup` dumps the database.
 type Backup struct {
+	// Schedule runs backups inside `agent run`: a cron expression ("0 3 * * *") or a
+	// descriptor (@daily); "" leaves scheduling off (`agent backup` still works).
+	Schedule string `yaml:"schedule"`
+	// TimeZone of the schedule and of retention's days, e.g. "Asia/Seoul"; "" is local time.
+	TimeZone      string    `yaml:"time_zone"`
 	Replica       string    `yaml:"replica"`        // container dumped by default
 	Primary       string    `yaml:"primary"`        // used when the replica is not healthy
 	PasswordFile  string    `yaml:"password_file"`  // the root password's file inside those containers

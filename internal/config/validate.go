@@ -99,6 +99,11 @@ func (c Config) Validate() error {
 	if c.StateDir == "" {
 		bad("state_dir", "required")
 	}
+	if c.Backup.TimeZone != "" {
+		if _, err := time.LoadLocation(c.Backup.TimeZone); err != nil {
+			bad("backup.time_zone", "%v", err)
+		}
+	}
 	if c.SharedDir != "" && !filepath.IsAbs(c.SharedDir) {
 		bad("shared_dir", "%q is relative: use an absolute path (bind mounts resolve on the host)", c.SharedDir)
 	}
