@@ -5,12 +5,10 @@
 package backup
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
 
@@ -77,8 +75,7 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 		return m, fmt.Errorf("start the dump in %s: %w", container, err)
 	}
 	counter := NewRowCounter()
-	header := &headerScanner{}
-	src := io.TeeReader(dump.Output(), io.MultiWriter(counter, header))
+	src := io.TeeReader(dump.Output(), counter)
 	res, streamErr := Stream(ctx, src, store, m.DumpKey, o.Recipients)
 	waitErr := dump.Wait(ctx)
 	if err := errors.Join(streamErr, waitErr); err != nil {
@@ -87,8 +84,8 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 	m.Finished = time.Now().UTC()
 	m.RawBytes, m.StoredBytes, m.SHA256 = res.RawBytes, res.StoredBytes, res.SHA256
 	m.GTID = counter.GTID()
-	m.Source.ServerVersion = orUnknown(header.server)
-	m.Tools[ToolMariaDBDump] = orUnknown(header.dumpVersion)
+	m.Source.ServerVersion = orUnknown(counter.ServerVersion())
+	m.Tools[ToolMariaDBDump] = orUnknown(counter.DumpVersion())
 	m.Tables = map[string]TableInfo{}
 	for t, n := range counter.Tables() {
 		m.Tables[t] = TableInfo{Rows: n}
@@ -101,48 +98,6 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 		return m, fmt.Errorf("write manifest of %s: %w", m.ID, err)
 	}
 	return m, nil
-}
-
-// headerScanner picks the dump tool's and the server's versions from the dump's first lines.
-type headerScanner struct {
-	lines       int
-	buf         []byte
-	dumpVersion string
-	server      string
-}
-
-var (
-	reDumpVersion = regexp.MustCompile(`^-- MariaDB dump (\S+?),?\s`)
-	reServer      = regexp.MustCompile(`^-- Server version\s+(\S+)`)
-)
-
-func (h *headerScanner) Write(p []byte) (int, error) {
-	if h.lines > 200 {
-		return len(p), nil
-	}
-	h.buf = append(h.buf, p...)
-	sc := bufio.NewScanner(strings.NewReader(string(h.buf)))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	consumed := 0
-	for sc.Scan() {
-		line := sc.Text()
-		if consumed+len(line)+1 > len(h.buf) {
-			break // a partial last line: wait for the rest
-		}
-		consumed += len(line) + 1
-		h.lines++
-		if m := reDumpVersion.FindStringSubmatch(line); m != nil && h.dumpVersion == "" {
-			h.dumpVersion = m[1]
-		}
-		if m := reServer.FindStringSubmatch(line); m != nil && h.server == "" {
-			h.server = m[1]
-		}
-	}
-	h.buf = append(h.buf[:0], h.buf[consumed:]...)
-	if len(h.buf) > 1<<20 {
-		h.buf, h.lines = nil, 201 // a huge first line: stop looking
-	}
-	return len(p), nil
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -18,6 +18,9 @@ type RowCounter struct {
 	db     string
 	tables map[string]int64
 	gtid   string // from `SET GLOBAL gtid_slave_pos='...'`, commented out or not
+	// From the dump's header comments: `-- MariaDB dump 10.19-11.8.9-MariaDB, for ...` and
+	// `-- Server version	11.8.9-MariaDB-...`.
+	dumpVersion, serverVersion string
 
 	head    []byte // the start of the current line, until it is classified
 	mode    int
@@ -68,8 +71,8 @@ func (c *RowCounter) Write(p []byte) (int, error) {
 // classify decides what the line in head is; complete says the whole line is there.
 func (c *RowCounter) classify(complete bool) {
 	line := string(c.head)
-	if g, ok := strings.CutPrefix(strings.TrimPrefix(line, "-- "), "SET GLOBAL gtid_slave_pos="); ok && complete {
-		c.gtid = strings.Trim(strings.TrimSuffix(strings.TrimSpace(g), ";"), "'")
+	if complete {
+		c.comment(strings.TrimPrefix(line, "-- "))
 	}
 	switch {
 	case strings.HasPrefix(line, "USE `"):
@@ -93,6 +96,24 @@ func (c *RowCounter) classify(complete bool) {
 	}
 	if !complete {
 		c.mode = modeSkip
+	}
+}
+
+// comment picks the GTID position and the versions from a line with its "-- " removed (the
+// GTID line is commented out with --dump-slave=2 and --master-data=2, not with =1).
+func (c *RowCounter) comment(text string) {
+	switch {
+	case strings.HasPrefix(text, "SET GLOBAL gtid_slave_pos="):
+		g := strings.TrimPrefix(text, "SET GLOBAL gtid_slave_pos=")
+		c.gtid = strings.Trim(strings.TrimSuffix(strings.TrimSpace(g), ";"), "'")
+	case strings.HasPrefix(text, "MariaDB dump ") && c.dumpVersion == "":
+		if f := strings.Fields(strings.TrimPrefix(text, "MariaDB dump ")); len(f) > 0 {
+			c.dumpVersion = strings.TrimSuffix(f[0], ",")
+		}
+	case strings.HasPrefix(text, "Server version") && c.serverVersion == "":
+		if f := strings.Fields(strings.TrimPrefix(text, "Server version")); len(f) > 0 {
+			c.serverVersion = f[0]
+		}
 	}
 }
 
@@ -153,6 +174,12 @@ func quotedName(s string) (string, bool) {
 // GTID returns the GTID position the dump recorded (mariadb-dump --gtid writes it at the start
 // with --master-data, at the end with --dump-slave), or "".
 func (c *RowCounter) GTID() string { return c.gtid }
+
+// DumpVersion is the dump tool's version from the dump's first comment, or "".
+func (c *RowCounter) DumpVersion() string { return c.dumpVersion }
+
+// ServerVersion is the dumped server's version from the dump's header, or "".
+func (c *RowCounter) ServerVersion() string { return c.serverVersion }
 
 // Tables returns "db.table" -> rows for every table seen so far.
 func (c *RowCounter) Tables() map[string]int64 {
