@@ -547,7 +547,7 @@ func TestAgentRollsOutWebChange(t *testing.T) {
 	cfg = []byte(strings.Replace(string(cfg), "poll_interval: 0s", "poll_interval: 5s", 1))
 	os.WriteFile(a.cfg, cfg, 0o600)
 	// Compose runs as the agent's child: the ports and profiles of the test stack.
-	for _, kv := range s.env()[len(os.Environ()):] {
+	for _, kv := range s.settings() {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}

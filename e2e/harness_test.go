@@ -107,14 +107,17 @@ func newStack() (*stack, error) {
 	return s, nil
 }
 
-func (s *stack) env() []string {
-	return append(os.Environ(),
-		"COMPOSE_PROJECT_NAME="+project, "COMPOSE_PROFILES="+s.profiles,
-		"HTTP_PORT="+httpPort, "HTTPS_PORT="+httpsPort,
-		"PROMETHEUS_PORT="+prometheusPort, "GRAFANA_PORT="+grafanaPort,
+func (s *stack) env() []string { return append(os.Environ(), s.settings()...) }
+
+// settings are the variables the stack under test runs with: ports, profiles, names.
+func (s *stack) settings() []string {
+	return []string{
+		"COMPOSE_PROJECT_NAME=" + project, "COMPOSE_PROFILES=" + s.profiles,
+		"HTTP_PORT=" + httpPort, "HTTPS_PORT=" + httpsPort,
+		"PROMETHEUS_PORT=" + prometheusPort, "GRAFANA_PORT=" + grafanaPort,
 		"WEB_BIND=127.0.0.1", "GRAFANA_BIND=127.0.0.1", "PROMETHEUS_BIND=127.0.0.1",
-		"TLS_HOSTNAMES="+tlsHostnames,
-	)
+		"TLS_HOSTNAMES=" + tlsHostnames,
+	}
 }
 
 // run runs a command in the stack directory and returns its combined output.

@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -268,15 +267,4 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// IsCommandError reports whether err came from a compose command that ran and failed (as
-// opposed to, say, a missing docker binary).
-func IsCommandError(err error) bool {
-	var e *Error
-	if !errors.As(err, &e) {
-		return false
-	}
-	var exit *exec.ExitError
-	return errors.As(e.Err, &exit)
 }
