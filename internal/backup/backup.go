@@ -81,6 +81,10 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 	if err := errors.Join(streamErr, waitErr); err != nil {
 		return m, fmt.Errorf("backup %s from %s: %w", m.ID, container, err)
 	}
+	if !counter.Completed() {
+		// The dump exited 0 without its closing line: never call that a backup.
+		return m, fmt.Errorf("backup %s from %s: the dump ended without mariadb-dump's \"-- Dump completed\" line", m.ID, container)
+	}
 	m.Finished = time.Now().UTC()
 	m.RawBytes, m.StoredBytes, m.SHA256 = res.RawBytes, res.StoredBytes, res.SHA256
 	m.GTID = counter.GTID()

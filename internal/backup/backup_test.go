@@ -87,7 +87,7 @@ func TestRunOnReplica(t *testing.T) {
 }
 
 func TestRunFallsBackToPrimary(t *testing.T) {
-	db := &fakeDB{replicaReady: false, dump: realHeader + sampleDump}
+	db := &fakeDB{replicaReady: false, dump: realHeader + sampleDump + realTrailer}
 	m, err := Run(context.Background(), Options{Replica: "db_slave", Primary: "db_master", PasswordFile: "/p"}, db, &memStore{})
 	if err != nil {
 		t.Fatal(err)
@@ -105,5 +105,16 @@ func TestRunFailedDumpWritesNoManifest(t *testing.T) {
 	}
 	if len(st.objects) != 0 {
 		t.Fatalf("a failed backup wrote %v", st.objects)
+	}
+}
+
+func TestRunRefusesADumpCutShort(t *testing.T) {
+	db := &fakeDB{replicaReady: true, dump: realHeader + sampleDump} // exit 0, no closing line
+	st := &memStore{}
+	if _, err := Run(context.Background(), Options{Replica: "r", Primary: "p", PasswordFile: "/p"}, db, st); err == nil || !strings.Contains(err.Error(), "Dump completed") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(st.objects) != 0 {
+		t.Fatalf("a dump cut short wrote %v", st.objects)
 	}
 }

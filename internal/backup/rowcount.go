@@ -21,6 +21,7 @@ type RowCounter struct {
 	// From the dump's header comments: `-- MariaDB dump 10.19-11.8.9-MariaDB, for ...` and
 	// `-- Server version	11.8.9-MariaDB-...`.
 	dumpVersion, serverVersion string
+	completed                  bool // saw mariadb-dump's last line, `-- Dump completed on ...`
 
 	head    []byte // the start of the current line, until it is classified
 	mode    int
@@ -103,6 +104,8 @@ func (c *RowCounter) classify(complete bool) {
 // GTID line is commented out with --dump-slave=2 and --master-data=2, not with =1).
 func (c *RowCounter) comment(text string) {
 	switch {
+	case strings.HasPrefix(text, "Dump completed"):
+		c.completed = true
 	case strings.HasPrefix(text, "SET GLOBAL gtid_slave_pos="):
 		g := strings.TrimPrefix(text, "SET GLOBAL gtid_slave_pos=")
 		c.gtid = strings.Trim(strings.TrimSuffix(strings.TrimSpace(g), ";"), "'")
@@ -174,6 +177,10 @@ func quotedName(s string) (string, bool) {
 // GTID returns the GTID position the dump recorded (mariadb-dump --gtid writes it at the start
 // with --master-data, at the end with --dump-slave), or "".
 func (c *RowCounter) GTID() string { return c.gtid }
+
+// Completed reports whether the dump's closing comment (`-- Dump completed on ...`) went by:
+// mariadb-dump writes it last, so a dump without it was cut short.
+func (c *RowCounter) Completed() bool { return c.completed }
 
 // DumpVersion is the dump tool's version from the dump's first comment, or "".
 func (c *RowCounter) DumpVersion() string { return c.dumpVersion }

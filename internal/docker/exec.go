@@ -20,13 +20,26 @@ type Exec struct {
 	api    *Client
 	stderr *bytes.Buffer
 	done   chan error
+	input  chan error // how sending the input ended (nil at once without input)
 }
 
 // ExecStream starts cmd in the container with env and streams its standard output; standard
 // error is kept (its last 64 KiB) for the error message. Wait reports how the command ended.
 func (c *Client) ExecStream(ctx context.Context, containerName string, cmd, env []string) (*Exec, error) {
+	return c.exec(ctx, containerName, cmd, env, nil)
+}
+
+// ExecInput starts cmd in the container with env and copies stdin to its standard input,
+// closing it at the end of stdin (the command sees EOF). Its standard output is streamed as
+// with ExecStream. A failure to read stdin ends the command's input early and is returned
+// by Wait, whatever the command's exit status.
+func (c *Client) ExecInput(ctx context.Context, containerName string, cmd, env []string, stdin io.Reader) (*Exec, error) {
+	return c.exec(ctx, containerName, cmd, env, stdin)
+}
+
+func (c *Client) exec(ctx context.Context, containerName string, cmd, env []string, stdin io.Reader) (*Exec, error) {
 	created, err := c.api.ContainerExecCreate(ctx, containerName, container.ExecOptions{
-		Cmd: cmd, Env: env, AttachStdout: true, AttachStderr: true,
+		Cmd: cmd, Env: env, AttachStdout: true, AttachStderr: true, AttachStdin: stdin != nil,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("exec in %s: %w", containerName, err)
@@ -36,7 +49,21 @@ func (c *Client) ExecStream(ctx context.Context, containerName string, cmd, env 
 		return nil, fmt.Errorf("exec in %s: attach: %w", containerName, err)
 	}
 	pr, pw := io.Pipe()
-	e := &Exec{Stdout: pr, id: created.ID, api: c, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	e := &Exec{Stdout: pr, id: created.ID, api: c, stderr: &bytes.Buffer{}, done: make(chan error, 1), input: make(chan error, 1)}
+	if stdin == nil {
+		e.input <- nil
+	} else {
+		go func() {
+			_, err := io.Copy(att.Conn, stdin)
+			if err != nil {
+				err = fmt.Errorf("send input: %w", err)
+				att.Close() // the command must not take a partial input as complete
+			} else if cerr := att.CloseWrite(); cerr != nil {
+				err = fmt.Errorf("close input: %w", cerr)
+			}
+			e.input <- err
+		}()
+	}
 	go func() {
 		defer att.Close()
 		_, err := stdcopy.StdCopy(pw, &tailWriter{buf: e.stderr, max: 64 << 10}, att.Reader)
@@ -49,9 +76,14 @@ func (c *Client) ExecStream(ctx context.Context, containerName string, cmd, env 
 // Wait waits until the output was copied and returns an error if the command failed, with
 // what it printed on standard error.
 func (e *Exec) Wait(ctx context.Context) error {
-	var copyErr error
+	var copyErr, inputErr error
 	select {
 	case copyErr = <-e.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case inputErr = <-e.input:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -70,6 +102,9 @@ func (e *Exec) Wait(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+	if inputErr != nil {
+		return inputErr
 	}
 	if in.Running {
 		return fmt.Errorf("exec still running after its output ended")

@@ -26,6 +26,8 @@ var (
 	// ErrUnreachable means no HTTP answer came from the endpoint: a wrong
 	// address, a store that is down, a network problem, or TLS failure.
 	ErrUnreachable = errors.New("store unreachable")
+	// ErrChanged means the object is not the one an earlier read saw (Open's ifMatch).
+	ErrChanged = errors.New("object changed")
 )
 
 // opError is an error of one operation, classified for people: the kind is

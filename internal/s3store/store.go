@@ -168,6 +168,28 @@ func (s *Store) Get(ctx context.Context, key string) (r io.ReadCloser, size int6
 	return out.Body, aws.ToInt64(out.ContentLength), nil
 }
 
+// Open opens an object for streaming like Get and also returns its ETag. With a non-empty
+// ifMatch, the object is read only if its ETag is still ifMatch; otherwise the error wraps
+// ErrChanged. A caller reading an object twice (to verify it, then to use it) passes the first
+// read's ETag to the second, so both read the same bytes.
+func (s *Store) Open(ctx context.Context, key, ifMatch string) (r io.ReadCloser, size int64, etag string, err error) {
+	if err := validateKey(key); err != nil {
+		return nil, 0, "", fmt.Errorf("s3: get: %w", err)
+	}
+	in := &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(fullKey(s.prefix, key))}
+	if ifMatch != "" {
+		in.IfMatch = aws.String(ifMatch)
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		if status, code := httpStatus(err); status == http.StatusPreconditionFailed || code == "PreconditionFailed" {
+			return nil, 0, "", fmt.Errorf("s3: get %q: %w: it was replaced after it was first read (%s)", key, ErrChanged, short(err))
+		}
+		return nil, 0, "", s.wrapErr(fmt.Sprintf("s3: get %q", key), false, err)
+	}
+	return out.Body, aws.ToInt64(out.ContentLength), aws.ToString(out.ETag), nil
+}
+
 // List returns every object whose key (relative to Options.Prefix) starts
 // with prefix, in key order, reading all pages. An empty prefix lists
 // everything under Options.Prefix.
