@@ -49,7 +49,10 @@ type Options struct {
 // locking, everything a restore needs (routines, events, triggers, users), binary-safe.
 var dumpArgs = []string{
 	"--single-transaction", "--gtid", "--routines", "--events", "--triggers", "--hex-blob",
-	"--default-character-set=utf8mb4", "--all-databases", "--system=users", "--quick",
+	"--default-character-set=utf8mb4", "--all-databases", "--quick", "--max-allowed-packet=1G",
+	// The server's own tables (mysql.*, with the replication state in mysql.gtid_slave_pos) are
+	// never restored as tables: accounts and the like come as statements instead.
+	"--ignore-database=mysql", "--system=users,plugins,udfs,servers",
 }
 
 // Run takes one backup: dump, stream, then the manifest. The manifest is written only after

@@ -1,0 +1,164 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// fakeServer is a MariaDB server for restore tests: it records what is loaded and answers the
+// queries a restore makes from its fields.
+type fakeServer struct {
+	name     string
+	loaded   string
+	loadErr  error
+	tables   map[string]int64 // what it holds after a load
+	accounts []Account
+	ioRun    string
+	waited   string
+}
+
+func (f *fakeServer) Name() string { return f.name }
+
+func (f *fakeServer) Load(ctx context.Context, sql io.Reader) error {
+	b, err := io.ReadAll(sql)
+	f.loaded = string(b)
+	if err != nil {
+		return err
+	}
+	return f.loadErr
+}
+
+var countQuery = regexp.MustCompile(`SELECT '([^']+)' AS t, COUNT\(\*\)`)
+
+func (f *fakeServer) Query(ctx context.Context, q string) ([]map[string]string, error) {
+	var rows []map[string]string
+	switch {
+	case strings.HasPrefix(q, "SELECT User, Host FROM mysql.user"):
+		for _, a := range f.accounts {
+			rows = append(rows, map[string]string{"User": a.User, "Host": a.Host})
+		}
+	case strings.HasPrefix(q, "SELECT table_schema, table_name"):
+		for name := range f.tables {
+			db, t, _ := strings.Cut(name, ".")
+			rows = append(rows, map[string]string{"table_schema": db, "table_name": t})
+		}
+	case countQuery.MatchString(q):
+		for _, m := range countQuery.FindAllStringSubmatch(q, -1) {
+			rows = append(rows, map[string]string{"t": m[1], "n": fmt.Sprint(f.tables[m[1]])})
+		}
+	case strings.HasPrefix(q, "SELECT @@GLOBAL.gtid_binlog_pos"):
+		rows = append(rows, map[string]string{"pos": "0-1-99"})
+	case strings.HasPrefix(q, "SELECT MASTER_GTID_WAIT('0-1-99'"):
+		rows = append(rows, map[string]string{"waited": f.waited})
+	case q == "SHOW SLAVE STATUS":
+		rows = append(rows, map[string]string{"Slave_IO_Running": f.ioRun, "Slave_SQL_Running": "Yes", "Gtid_IO_Pos": "0-1-98", "Last_IO_Error": "error connecting to master"})
+	default:
+		return nil, fmt.Errorf("fakeServer: unexpected query %q", q)
+	}
+	return rows, nil
+}
+
+func restoreFixture(t *testing.T) (RestoreOptions, *fakeServer, *fakeServer, *int) {
+	t.Helper()
+	dump := realHeader + sampleDump + "CREATE USER `root`@`localhost` IDENTIFIED BY PASSWORD '*OLD';\nCREATE USER `new`@`%`;\n" + realTrailer
+	m, obj := takeBackup(t, dump)
+	restored := map[string]int64{}
+	for name, ti := range m.UserTables() {
+		restored[name] = ti.Rows
+	}
+	primary := &fakeServer{name: "db_master", tables: restored, accounts: []Account{{"root", "localhost"}}}
+	replica := &fakeServer{name: "db_slave", tables: restored, ioRun: "Yes", waited: "0"}
+	safeties := 0
+	return RestoreOptions{Backup: m, Reader: obj, Target: primary, Replica: replica,
+		Safety: func(ctx context.Context) (Manifest, error) { safeties++; return Manifest{ID: "20261125T000000Z"}, nil }}, primary, replica, &safeties
+}
+
+func TestRestore(t *testing.T) {
+	o, primary, _, safeties := restoreFixture(t)
+	var steps []string
+	o.Progress = func(p RestoreProgress) {
+		if len(steps) == 0 || steps[len(steps)-1] != p.Step {
+			steps = append(steps, p.Step)
+		}
+	}
+	rep, err := Restore(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(steps, ","); got != "verify,safety-backup,load,check,replica" {
+		t.Fatalf("steps %s", got)
+	}
+	if *safeties != 1 || rep.SafetyBackup != "20261125T000000Z" || rep.ReplicaGTID != "0-1-99" || rep.Tables != len(o.Backup.UserTables()) {
+		t.Fatalf("report %+v", rep)
+	}
+	if !strings.HasPrefix(primary.loaded, "DROP DATABASE IF EXISTS `app`;\nDROP DATABASE IF EXISTS `shop`;\n"+realHeader) {
+		t.Fatalf("loaded %.200q", primary.loaded)
+	}
+	if strings.Contains(primary.loaded, "*OLD") || !strings.Contains(primary.loaded, "CREATE USER `new`@`%`;") {
+		t.Fatalf("accounts: the target's own must be kept, the backup's others created:\n%s", primary.loaded)
+	}
+}
+
+func TestRestoreTouchesNothingWhenTheBackupIsBad(t *testing.T) {
+	o, primary, _, safeties := restoreFixture(t)
+	o.Reader.(*memObject).data[10] ^= 1
+	_, err := Restore(context.Background(), o)
+	var re *RestoreError
+	if !errors.As(err, &re) || re.Step != "verify" || re.Changed || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("err = %v", err)
+	}
+	if primary.loaded != "" || *safeties != 0 {
+		t.Fatal("a corrupt backup reached the database or took a safety backup")
+	}
+	if !strings.Contains(err.Error(), "not touched") {
+		t.Fatalf("the message must say the database is as it was: %v", err)
+	}
+}
+
+func TestRestoreStopsWhenTheSafetyBackupFails(t *testing.T) {
+	o, primary, _, _ := restoreFixture(t)
+	o.Safety = func(ctx context.Context) (Manifest, error) { return Manifest{}, errors.New("s3: put: store unreachable") }
+	_, err := Restore(context.Background(), o)
+	if err == nil || primary.loaded != "" || !strings.Contains(err.Error(), "--no-safety-backup") {
+		t.Fatalf("err = %v, loaded %d bytes", err, len(primary.loaded))
+	}
+}
+
+func TestRestoreReportsAPartialLoad(t *testing.T) {
+	o, primary, _, _ := restoreFixture(t)
+	primary.loadErr = errors.New("exit status 1: ERROR 1114 (HY000) at line 30: The table 'visits' is full")
+	_, err := Restore(context.Background(), o)
+	var re *RestoreError
+	if !errors.As(err, &re) || re.Step != "load" || !re.Changed || !strings.Contains(err.Error(), "20261125T000000Z") || !strings.Contains(err.Error(), "is full") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRestoreChecksRowsAndReplica(t *testing.T) {
+	t.Run("rows differ", func(t *testing.T) {
+		o, primary, _, _ := restoreFixture(t)
+		primary.tables = map[string]int64{"app.visits": 1}
+		if _, err := Restore(context.Background(), o); err == nil || !strings.Contains(err.Error(), "app.visits: rows") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("replica stopped", func(t *testing.T) {
+		o, _, replica, _ := restoreFixture(t)
+		replica.ioRun = "No"
+		if _, err := Restore(context.Background(), o); err == nil || !strings.Contains(err.Error(), "error connecting to master") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("replica behind", func(t *testing.T) {
+		o, _, replica, _ := restoreFixture(t)
+		replica.waited = "-1"
+		if _, err := Restore(context.Background(), o); err == nil || !strings.Contains(err.Error(), "did not reach") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
