@@ -162,3 +162,26 @@ func TestRestoreChecksRowsAndReplica(t *testing.T) {
 		}
 	})
 }
+
+func TestDrill(t *testing.T) {
+	o, _, _, _ := restoreFixture(t)
+	scratch := &fakeServer{name: "hastack-drill-1", tables: o.Target.(*fakeServer).tables, accounts: []Account{{"root", "localhost"}}}
+	rep, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Reader: o.Reader, Scratch: scratch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Tables != len(o.Backup.UserTables()) || rep.Rows != 9 || !strings.Contains(scratch.loaded, "-- Dump completed") {
+		t.Fatalf("report %+v", rep)
+	}
+
+	scratch.tables = map[string]int64{"app.visits": 2}
+	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Reader: o.Reader, Scratch: scratch}); err == nil || !strings.Contains(err.Error(), "app.visits: rows: backup 6, restored 2") {
+		t.Fatalf("rows differ: err = %v", err)
+	}
+
+	obj := o.Reader.(*memObject)
+	obj.data[len(obj.data)-2] ^= 1
+	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Reader: o.Reader, Scratch: scratch}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("corrupt: err = %v", err)
+	}
+}

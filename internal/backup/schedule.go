@@ -11,8 +11,8 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// Scheduler runs backups on a cron schedule. A backup still running when the next one is due
-// is not doubled: the due run is skipped, logged and counted.
+// Scheduler runs a job (backups, restore drills) on a cron schedule. A run still going when the
+// next one is due is not doubled: the due run is skipped, logged and counted.
 type Scheduler struct {
 	schedule cron.Schedule
 	loc      *time.Location
@@ -55,7 +55,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	defer s.wg.Wait()
 	for {
 		next := s.schedule.Next(time.Now().In(s.loc))
-		s.log.Info("next backup", "at", next)
+		s.log.Info("next "+s.metrics.kind, "at", next)
 		select {
 		case <-ctx.Done():
 			return
@@ -71,7 +71,7 @@ func (s *Scheduler) fire(ctx context.Context) bool {
 	if s.running {
 		s.mu.Unlock()
 		s.metrics.skipped.Inc()
-		s.log.Warn("backup skipped: the previous one is still running")
+		s.log.Warn(s.metrics.kind + " skipped: the previous one is still running")
 		return false
 	}
 	s.running = true
@@ -89,17 +89,25 @@ func (s *Scheduler) fire(ctx context.Context) bool {
 		s.metrics.duration.Set(time.Since(start).Seconds())
 		if err != nil {
 			s.metrics.failures.Inc()
-			s.log.Error("scheduled backup failed", "err", err)
+			if s.metrics.lastOK != nil {
+				s.metrics.lastOK.Set(0)
+			}
+			s.log.Error("scheduled "+s.metrics.kind+" failed", "err", err)
 			return
 		}
 		s.metrics.lastSuccess.SetToCurrentTime()
+		if s.metrics.lastOK != nil {
+			s.metrics.lastOK.Set(1)
+		}
 	}()
 	return true
 }
 
-// Metrics are the backups' Prometheus metrics.
+// Metrics are the Prometheus metrics of scheduled backups or of restore drills.
 type Metrics struct {
+	kind        string // "backup" or "restore drill", for logs
 	lastSuccess prometheus.Gauge
+	lastOK      prometheus.Gauge // drills: 1 if the last one passed, 0 if it failed
 	duration    prometheus.Gauge
 	size        prometheus.Gauge
 	failures    prometheus.Counter
@@ -109,6 +117,7 @@ type Metrics struct {
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		kind:        "backup",
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hastack_agent_backup_last_success_timestamp_seconds", Help: "When a backup last completed (Unix time)."}),
 		duration:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hastack_agent_backup_duration_seconds", Help: "How long the last backup took."}),
 		size:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "hastack_agent_backup_size_bytes", Help: "Stored size of the last complete backup."}),
@@ -121,5 +130,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// NewDrillMetrics creates the restore drills' metrics and registers them with reg (nil: not
+// registered).
+func NewDrillMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		kind:        "restore drill",
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hastack_agent_drill_last_success_timestamp_seconds", Help: "When a restore drill last passed (Unix time)."}),
+		lastOK:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "hastack_agent_drill_last_ok", Help: "1 if the last restore drill passed, 0 if it failed."}),
+		duration:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hastack_agent_drill_duration_seconds", Help: "How long the last restore drill took."}),
+		size:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "hastack_agent_drill_rows", Help: "Rows restored and compared by the last restore drill that passed."}),
+		failures:    prometheus.NewCounter(prometheus.CounterOpts{Name: "hastack_agent_drill_failures_total", Help: "Restore drills that failed."}),
+		skipped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "hastack_agent_drill_skipped_total", Help: "Restore drills skipped because the previous one still ran."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.lastSuccess, m.lastOK, m.duration, m.size, m.failures, m.skipped)
+	}
+	return m
+}
+
 // Completed records a complete backup's size.
 func (m *Metrics) Completed(man Manifest) { m.size.Set(float64(man.StoredBytes)) }
+
+// Drilled records a passed drill's rows.
+func (m *Metrics) Drilled(r DrillReport) { m.size.Set(float64(r.Rows)) }
