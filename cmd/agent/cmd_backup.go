@@ -39,7 +39,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer engine.Close()
-	m, pruned, err := doBackup(ctx, cfg, engine, !*noPrune)
+	m, pruned, err := doBackup(ctx, cfg, engine, !*noPrune, "")
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // doBackup takes one backup as configured and, when prune is set, applies the retention
 // policy. It returns the manifest and the ids pruned.
-func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, prune bool) (backup.Manifest, []string, error) {
+func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, prune bool, note string) (backup.Manifest, []string, error) {
 	var recipients []age.Recipient
 	for _, r := range cfg.Backup.AgeRecipients {
 		rec, err := age.ParseX25519Recipient(r)
@@ -88,7 +88,7 @@ func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, pru
 		return backup.Manifest{}, nil, err
 	}
 	m, err := backup.Run(ctx, backup.Options{Replica: cfg.Backup.Replica, Primary: cfg.Backup.Primary,
-		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, AgentVersion: version}, dockerDB{engine}, store)
+		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, AgentVersion: version, Note: note}, dockerDB{engine}, store)
 	if err != nil || !prune {
 		return m, nil, err
 	}

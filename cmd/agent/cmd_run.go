@@ -136,6 +136,13 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		go sched.Run(ctx)
 	}
+	if cfg.Backup.Drill.Schedule != "" {
+		sched, err := newDrillScheduler(cfg, engine, events, backup.NewDrillMetrics(reg), log)
+		if err != nil {
+			return err
+		}
+		go sched.Run(ctx)
+	}
 	err = rec.Run(ctx)
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -152,7 +159,7 @@ func newBackupScheduler(cfg config.Config, engine *docker.Client, events *alerts
 		return nil, &config.FieldError{Field: "backup.time_zone", Problem: err.Error()}
 	}
 	job := func(ctx context.Context) error {
-		man, pruned, err := doBackup(ctx, cfg, engine, true)
+		man, pruned, err := doBackup(ctx, cfg, engine, true, "")
 		if err != nil {
 			events.Event(ctx, "BackupFailed", true, nil, fmt.Sprintf("backup failed: %v", err))
 			return err
@@ -165,6 +172,31 @@ func newBackupScheduler(cfg config.Config, engine *docker.Client, events *alerts
 	s, err := backup.NewScheduler(cfg.Backup.Schedule, loc, job, m, log.With("component", "backup"))
 	if err != nil {
 		return nil, &config.FieldError{Field: "backup.schedule", Problem: err.Error()}
+	}
+	return s, nil
+}
+
+// newDrillScheduler runs `agent drill` on cfg.Backup.Drill.Schedule; a failure is the
+// DrillFailed alert event, resolved by the next drill that passes.
+func newDrillScheduler(cfg config.Config, engine *docker.Client, events *alerts.Logger, m *backup.Metrics, log *slog.Logger) (*backup.Scheduler, error) {
+	loc, err := backupLocation(cfg)
+	if err != nil {
+		return nil, &config.FieldError{Field: "backup.time_zone", Problem: err.Error()}
+	}
+	job := func(ctx context.Context) error {
+		rep, err := doDrill(ctx, cfg, engine, "latest", "", nil)
+		if err != nil {
+			events.Event(ctx, "DrillFailed", true, nil, fmt.Sprintf("restore drill failed: %v", err))
+			return err
+		}
+		m.Drilled(rep)
+		events.Event(ctx, "DrillFailed", false, nil, "")
+		log.Info("restore drill passed", "backup", rep.Backup, "tables", rep.Tables, "rows", rep.Rows, "took", rep.Took)
+		return nil
+	}
+	s, err := backup.NewScheduler(cfg.Backup.Drill.Schedule, loc, job, m, log.With("component", "drill"))
+	if err != nil {
+		return nil, &config.FieldError{Field: "backup.drill.schedule", Problem: err.Error()}
 	}
 	return s, nil
 }

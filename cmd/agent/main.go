@@ -5,6 +5,7 @@
 //	agent status  what the running agent sees (table, or --json)
 //	agent sync    ask the running agent to sync now
 //	agent diff    which services a commit would recreate, without applying it
+//	agent backup, backups, restore, drill: the database's backups in S3
 package main
 
 import (
@@ -36,6 +37,8 @@ Usage:
   agent diff   [--addr ADDR] [COMMIT]     show which services COMMIT (default: the source's) would change
   agent backup [--config FILE] [--json]   back the database up to S3 now (dump on the replica, zstd, manifest)
   agent backups [--config FILE] [--json]  list the backups in S3, complete or not
+  agent restore [flags] [ID|latest]       verify a backup, then restore it (safety backup first; --dry-run, --target)
+  agent drill   [--config FILE] [ID]      restore a backup into a throw-away container and compare it with its manifest
   agent help                              this text
 
 Every command takes --help. Configuration: a YAML file (--config) plus HASTACK_AGENT_*
@@ -68,6 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdBackup(ctx, args[1:], stdout, stderr)
 	case "backups":
 		err = cmdBackups(ctx, args[1:], stdout, stderr)
+	case "restore":
+		err = cmdRestore(ctx, args[1:], stdout, stderr)
+	case "drill":
+		err = cmdDrill(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

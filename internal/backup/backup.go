@@ -43,6 +43,7 @@ type Options struct {
 	Recipients   []age.Recipient // encrypt to these when set
 	AgentVersion string
 	StackCommit  string
+	Note         string // recorded in the manifest: why this backup was taken
 }
 
 // dumpArgs are mariadb-dump's flags for both roles: a consistent InnoDB snapshot without
@@ -62,7 +63,7 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 	now := time.Now().UTC()
 	started := now.Truncate(time.Second)
 	m := Manifest{Version: ManifestVersion, ID: NewID(started), Started: started, Encrypted: len(o.Recipients) > 0,
-		Tools: map[string]string{ToolAgent: orUnknown(o.AgentVersion)}, StackCommit: o.StackCommit}
+		Tools: map[string]string{ToolAgent: orUnknown(o.AgentVersion)}, StackCommit: o.StackCommit, Note: o.Note}
 	m.DumpKey = DumpKey(m.ID, m.Encrypted)
 
 	container, role := o.Primary, RolePrimary

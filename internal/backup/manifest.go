@@ -47,6 +47,7 @@ type Manifest struct {
 	Tables      map[string]TableInfo `json:"tables"`       // "db.table" -> rows and checksum in the dump's snapshot
 	Tools       map[string]string    `json:"tools"`        // tool -> version; ToolMariaDBDump and ToolAgent required
 	StackCommit string               `json:"stack_commit,omitempty"`
+	Note        string               `json:"note,omitempty"` // why it was taken, when not on schedule
 }
 
 // Source is the server a dump was taken from.

@@ -30,7 +30,7 @@ type Scheduler struct {
 func ParseSchedule(spec string) (cron.Schedule, error) {
 	s, err := cron.ParseStandard(spec)
 	if err != nil {
-		return nil, fmt.Errorf("backup.schedule %q: %w (use a cron expression such as \"0 3 * * *\" or @daily)", spec, err)
+		return nil, fmt.Errorf("%q: %w (use a cron expression such as \"0 3 * * *\" or @daily)", spec, err)
 	}
 	return s, nil
 }

@@ -69,13 +69,25 @@ type Backup struct {
 	// descriptor (@daily); "" leaves scheduling off (`agent backup` still works).
 	Schedule string `yaml:"schedule"`
 	// TimeZone of the schedule and of retention's days, e.g. "Asia/Seoul"; "" is local time.
-	TimeZone      string    `yaml:"time_zone"`
-	Replica       string    `yaml:"replica"`        // container dumped by default
-	Primary       string    `yaml:"primary"`        // used when the replica is not healthy
-	PasswordFile  string    `yaml:"password_file"`  // the root password's file inside those containers
-	AgeRecipients []string  `yaml:"age_recipients"` // encrypt to these age public keys when set
-	S3            S3        `yaml:"s3"`
-	Retention     Retention `yaml:"retention"`
+	TimeZone      string   `yaml:"time_zone"`
+	Replica       string   `yaml:"replica"`        // container dumped by default
+	Primary       string   `yaml:"primary"`        // used when the replica is not healthy
+	PasswordFile  string   `yaml:"password_file"`  // the root password's file inside those containers
+	AgeRecipients []string `yaml:"age_recipients"` // encrypt to these age public keys when set
+	// AgeIdentityFile holds the age identities (private keys) that decrypt encrypted backups,
+	// for restore drills on this host; `agent restore --identity` also takes one.
+	AgeIdentityFile string    `yaml:"age_identity_file"`
+	S3              S3        `yaml:"s3"`
+	Retention       Retention `yaml:"retention"`
+	Drill           Drill     `yaml:"drill"`
+}
+
+// Drill is the restore drills' schedule: the newest complete backup is restored into a
+// throw-away MariaDB container and compared with its manifest.
+type Drill struct {
+	// Schedule is a cron expression or descriptor, in backup.time_zone; "" leaves drills off
+	// (`agent drill` still works).
+	Schedule string `yaml:"schedule"`
 }
 
 // Retention is the grandfather-father-son policy applied after each backup: the newest

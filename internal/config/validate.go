@@ -137,6 +137,7 @@ func (c Config) warnings(stat func(string) (fs.FileInfo, error)) []string {
 		{"source.ssh_key_file", c.Source.SSHKeyFile},
 		{"webhook.secret_file", c.Webhook.SecretFile},
 		{"api.token_file", c.API.TokenFile},
+		{"backup.age_identity_file", c.Backup.AgeIdentityFile},
 	} {
 		if f.path == "" {
 			continue

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hastack/hastack/internal/backup"
+	"github.com/hastack/hastack/internal/docker"
+)
+
+// containerServer is a MariaDB server in a container, reached with the container's own client
+// through the Docker API: as root with the password in passwordFile (a path inside the
+// container), or through the unix socket when passwordFile is "" (a scratch server).
+type containerServer struct {
+	engine       *docker.Client
+	container    string
+	passwordFile string
+}
+
+func (s containerServer) Name() string { return s.container }
+
+// client is the shell command line running the MariaDB client with args.
+func (s containerServer) client(args string) []string {
+	script := "exec mariadb -uroot " + args
+	if s.passwordFile != "" {
+		script = fmt.Sprintf(`MYSQL_PWD="$(cat %s)" || exit 3; export MYSQL_PWD; %s`, shellQuote(s.passwordFile), script)
+	}
+	return []string{"sh", "-c", script}
+}
+
+// Load runs the SQL read from sql; the client stops at the first error.
+func (s containerServer) Load(ctx context.Context, sql io.Reader) error {
+	e, err := s.engine.ExecInput(ctx, s.container, s.client("--batch --max-allowed-packet=1G --default-character-set=utf8mb4"), nil, sql)
+	if err != nil {
+		return err
+	}
+	go io.Copy(io.Discard, e.Stdout)
+	return e.Wait(ctx)
+}
+
+// Query runs q and returns its rows (mariadb --batch: a tab-separated header, then rows).
+func (s containerServer) Query(ctx context.Context, q string) ([]map[string]string, error) {
+	e, err := s.engine.ExecStream(ctx, s.container, s.client("--batch -e "+shellQuote(q)), nil)
+	if err != nil {
+		return nil, err
+	}
+	var rows []map[string]string
+	var header []string
+	sc := bufio.NewScanner(e.Stdout)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		cols := strings.Split(sc.Text(), "\t")
+		if header == nil {
+			header = cols
+			continue
+		}
+		row := make(map[string]string, len(header))
+		for i, h := range header {
+			if i < len(cols) {
+				row[h] = cols[i]
+			}
+		}
+		rows = append(rows, row)
+	}
+	scanErr := sc.Err()
+	io.Copy(io.Discard, e.Stdout)
+	if err := e.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return rows, scanErr
+}
+
+// scratchServer starts a throw-away MariaDB server from image: no network, no binary log, its
+// data in an anonymous volume that goes with the container. It returns once the server answers.
+func scratchServer(ctx context.Context, engine *docker.Client, image, name, purpose string) (containerServer, error) {
+	s := containerServer{engine: engine, container: name}
+	script := "mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >/dev/null && " +
+		"exec mariadbd --user=mysql --datadir=/var/lib/mysql --skip-networking --skip-log-bin --server-id=999 " +
+		"--innodb-flush-log-at-trx-commit=0 --skip-slow-query-log --max-allowed-packet=1G"
+	if err := engine.StartScratch(ctx, docker.ScratchSpec{Name: name, Image: image, Cmd: []string{"sh", "-c", script},
+		Purpose: purpose, Volume: "/var/lib/mysql"}); err != nil {
+		return s, err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, err := s.Query(ctx, "SELECT 1 AS ok")
+		if err == nil {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			return s, fmt.Errorf("scratch server %s did not answer within 2m: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return s, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+var _ backup.Server = containerServer{}
