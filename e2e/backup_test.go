@@ -37,10 +37,11 @@ func versitygw(t *testing.T) string {
 	return bin
 }
 
-// startS3 runs versitygw on loopback with a bucket "backups" and returns its endpoint.
-func startS3(t *testing.T, access, secret string) string {
+// startS3 runs versitygw on loopback with a bucket "backups" and returns its endpoint; the
+// bucket's objects are files under <dir>/backups.
+func startS3(t *testing.T, access, secret string) (endpoint, dir string) {
 	t.Helper()
-	dir := t.TempDir()
+	dir = t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "backups"), 0o755)
 	addr := freeAddr(t)
 	cmd := exec.Command(versitygw(t), "--access", access, "--secret", secret, "--region", "us-east-1",
@@ -61,7 +62,7 @@ func startS3(t *testing.T, access, secret string) string {
 	}); err != nil {
 		t.Fatalf("versitygw did not start: %v\n%s", err, out.String())
 	}
-	return "http://" + addr
+	return "http://" + addr, dir
 }
 
 // testBackupToS3: `agent backup` dumps the running stack's replica into a real S3-compatible
@@ -69,7 +70,7 @@ func startS3(t *testing.T, access, secret string) string {
 // it, and the manifest's row count is the database's.
 func testBackupToS3(t *testing.T, ctx context.Context) {
 	const access, secret = "E2EACCESS", "e2e-secret-key-123"
-	endpoint := startS3(t, access, secret)
+	endpoint, _ := startS3(t, access, secret)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "s3.secret"), []byte(secret+"\n"), 0o600)
 	cfg := filepath.Join(dir, "agent.yml")

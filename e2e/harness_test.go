@@ -25,6 +25,7 @@ const (
 	httpsPort      = "18443"
 	prometheusPort = "19090"
 	grafanaPort    = "13000"
+	objectPort     = "19000"
 	tlsHostnames   = "ha.example.test,192.0.2.10"
 )
 
@@ -81,7 +82,7 @@ func newStack() (*stack, error) {
 		}
 	}
 	dst := filepath.Join(dir, "stack")
-	for _, generated := range []string{".env", "secrets/db", "secrets/web", "secrets/grafana", "secrets/mysql_exporter"} {
+	for _, generated := range []string{".env", "secrets/db", "secrets/web", "secrets/grafana", "secrets/mysql_exporter", "secrets/objectstore"} {
 		os.RemoveAll(filepath.Join(dst, generated))
 	}
 	matches, _ := filepath.Glob(filepath.Join(dst, "nginx/ssl/nginx.*"))
@@ -115,7 +116,8 @@ func (s *stack) settings() []string {
 		"COMPOSE_PROJECT_NAME=" + project, "COMPOSE_PROFILES=" + s.profiles,
 		"HTTP_PORT=" + httpPort, "HTTPS_PORT=" + httpsPort,
 		"PROMETHEUS_PORT=" + prometheusPort, "GRAFANA_PORT=" + grafanaPort,
-		"WEB_BIND=127.0.0.1", "GRAFANA_BIND=127.0.0.1", "PROMETHEUS_BIND=127.0.0.1",
+		"OBJECTSTORE_PORT=" + objectPort,
+		"WEB_BIND=127.0.0.1", "GRAFANA_BIND=127.0.0.1", "PROMETHEUS_BIND=127.0.0.1", "OBJECTSTORE_BIND=127.0.0.1",
 		"TLS_HOSTNAMES=" + tlsHostnames,
 	}
 }

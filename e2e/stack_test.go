@@ -30,7 +30,7 @@ var st *stack
 // services that run continuously, with the container name the seed README uses.
 var longRunning = []string{
 	"nginx", "web1", "web2", "db_master", "db_slave", "prometheus", "alertmanager",
-	"node_exporter", "mysql_exporter", "nginx_exporter", "cadvisor",
+	"node_exporter", "mysql_exporter", "nginx_exporter", "cadvisor", "objectstore",
 }
 
 func TestMain(m *testing.M) {
@@ -117,6 +117,9 @@ func TestStack(t *testing.T) {
 		{"a user's own certificate in nginx/ssl is used", testUserCertificate},
 		{"a replica with a wiped volume re-seeds and catches up", testReplicaReseed},
 		{"agent backup dumps the replica to a real S3 store, readable by other tools", testBackupToS3},
+		{"the bundled object store takes a backup and a restore drill", testBundledObjectStore},
+		{"agent restore refuses corrupt and truncated backups and brings a dropped table back", testRestore},
+		{"a backup whose store goes away mid-upload fails and leaves no manifest", testBackupStoreUnreachable},
 		{"docker compose down -v removes everything", testDownRemovesEverything},
 	}
 	for _, s := range steps {

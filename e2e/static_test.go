@@ -218,7 +218,7 @@ func TestComposeKeepsSeedNamesAndExposesOnlyWhatUsersAskFor(t *testing.T) {
 	var c composeFile
 	readYAML(t, "../stack/docker-compose.yml", &c)
 	for _, name := range []string{"nginx", "web1", "web2", "db_master", "db_slave", "prometheus", "grafana",
-		"alertmanager", "node_exporter", "mysql_exporter", "nginx_exporter", "cadvisor"} {
+		"alertmanager", "node_exporter", "mysql_exporter", "nginx_exporter", "cadvisor", "objectstore"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Errorf("service %s missing", name)
 		}
@@ -233,11 +233,13 @@ func TestComposeKeepsSeedNamesAndExposesOnlyWhatUsersAskFor(t *testing.T) {
 		"nginx":      `\$\{WEB_BIND:-0\.0\.0\.0\}:\$\{HTTPS?_PORT:-(80|443)\}:(80|443)`,
 		"grafana":    `\$\{GRAFANA_BIND:-0\.0\.0\.0\}:\$\{GRAFANA_PORT:-3000\}:3000`,
 		"prometheus": `\$\{PROMETHEUS_BIND:-127\.0\.0\.1\}:\$\{PROMETHEUS_PORT:-9090\}:9090`,
+		// The agent (host network) reaches the bundled store on loopback.
+		"objectstore": `\$\{OBJECTSTORE_BIND:-127\.0\.0\.1\}:\$\{OBJECTSTORE_PORT:-9000\}:7070`,
 	}
 	for name, ports := range published {
 		re, ok := allowed[name]
 		if !ok {
-			t.Errorf("%s publishes %v: only nginx, grafana and prometheus may reach the host", name, ports)
+			t.Errorf("%s publishes %v: only nginx, grafana, prometheus and objectstore may reach the host", name, ports)
 			continue
 		}
 		for _, p := range ports {

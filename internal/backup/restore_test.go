@@ -122,7 +122,9 @@ func TestRestoreTouchesNothingWhenTheBackupIsBad(t *testing.T) {
 
 func TestRestoreStopsWhenTheSafetyBackupFails(t *testing.T) {
 	o, primary, _, _ := restoreFixture(t)
-	o.Safety = func(ctx context.Context) (Manifest, error) { return Manifest{}, errors.New("s3: put: store unreachable") }
+	o.Safety = func(ctx context.Context) (Manifest, error) {
+		return Manifest{}, errors.New("s3: put: store unreachable")
+	}
 	_, err := Restore(context.Background(), o)
 	if err == nil || primary.loaded != "" || !strings.Contains(err.Error(), "--no-safety-backup") {
 		t.Fatalf("err = %v, loaded %d bytes", err, len(primary.loaded))

@@ -6,6 +6,7 @@
 #   web/             the app user's password (PHP, www-data = uid 33)
 #   mysql_exporter/  my.cnf for the exporter user (nobody = uid 65534)
 #   grafana/         Grafana's admin password (the official image's uid 472)
+#   objectstore/     the bundled S3 store's secret key (uid 10001); the agent reads it as root
 # The files in db/ are the source of truth; the others are derived from them on every start.
 # Every write is atomic (a temporary file with its final owner and mode, renamed into place) and
 # skipped when the content is unchanged: services read these files while this runs again (it is
@@ -49,8 +50,10 @@ dir 0 db
 dir 33 web
 dir 65534 mysql_exporter
 dir 472 grafana
+dir 10001 objectstore
 for name in root app repl exporter; do gen 0 "$S/db/${name}_password"; done
 gen 472 "$S/grafana/admin_password"
+gen 10001 "$S/objectstore/secret_key"
 put 33 "$S/web/db_app_password" <"$S/db/app_password"
 printf '[client]\nuser=exporter\npassword=%s\n' "$(cat "$S/db/exporter_password")" | put 65534 "$S/mysql_exporter/my.cnf"
 log "secrets ready in stack/secrets/ (read the database root password with: sudo cat stack/secrets/db/root_password)"
