@@ -51,8 +51,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if fs.NArg() > 1 || fs.NArg() == 1 && *at != "" {
-		fmt.Fprintln(stderr, "agent restore: give one backup: an ID, latest, or --at TIME")
-		return errUsage
+		return usagef("restore: give one backup: an ID, latest, or --at TIME")
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
@@ -233,8 +232,8 @@ func printPlan(w io.Writer, cfg config.Config, p restorePlan) {
 func confirm(w io.Writer, p restorePlan) error {
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(os.Stdin.Fd())) || !term.IsTerminal(int(f.Fd())) {
-		return fmt.Errorf("restore replaces the databases %s on %s: pass --yes to confirm (--dry-run shows the plan): %w",
-			strings.Join(p.Databases, ", "), p.Target, errUsage)
+		return usagef("restore replaces the databases %s on %s: pass --yes to confirm (--dry-run shows the plan)",
+			strings.Join(p.Databases, ", "), p.Target)
 	}
 	fmt.Fprintf(w, "Restore into %s? Type yes: ", p.Target)
 	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
@@ -267,7 +266,7 @@ func chooseBackup(ctx context.Context, cfg config.Config, store *s3store.Store, 
 		}
 		t, err := parseTime(at, loc)
 		if err != nil {
-			return backup.Manifest{}, fmt.Errorf("--at %q: %w: %w", at, err, errUsage)
+			return backup.Manifest{}, usagef("--at %q: %v", at, err)
 		}
 		for _, e := range complete { // newest first
 			if !e.Manifest.Started.After(t) {

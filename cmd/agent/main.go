@@ -88,6 +88,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // errUsage marks a command-line mistake; flag's own errors are reported by the flag set.
 var errUsage = errors.New("usage")
 
+// usageError is a command-line mistake with a message of its own: errors.Is(err, errUsage).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string        { return e.msg }
+func (e usageError) Is(target error) bool { return target == errUsage }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
 func exitCode(err error, stderr io.Writer) int {
 	var fe *config.FieldError
 	switch {
@@ -96,6 +104,9 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.Is(err, errHelp):
 		return exitOK
 	case errors.Is(err, errUsage):
+		if err != errUsage { // a command's own message; flag errors are printed by the flag set
+			fmt.Fprintln(stderr, "agent:", err)
+		}
 		return exitUsage
 	case errors.As(err, &fe):
 		fmt.Fprintln(stderr, "agent:", err)

@@ -50,6 +50,9 @@ func (k *keepAccounts) Read(p []byte) (int, error) {
 				k.Skipped[a] = true
 				continue
 			}
+			if importRoleLine(line) {
+				continue
+			}
 		}
 		k.midLine = err == bufio.ErrBufferFull
 		k.out = line
@@ -57,6 +60,30 @@ func (k *keepAccounts) Read(p []byte) (int, error) {
 	n := copy(p, k.out)
 	k.out = k.out[n:]
 	return n, nil
+}
+
+// importRoleStatements are how mariadb-dump lets a restoring user that replaces its own
+// account keep its privileges: a temporary role granted to CURRENT_USER(). A restore that keeps
+// the target's accounts does not need it, and on a primary it must not run: the replica's SQL
+// thread applies GRANT ... TO CURRENT_USER() to an anonymous account of its own.
+var importRoleStatements = []string{
+	"SELECT COALESCE(CURRENT_ROLE(),'NONE') into @current_role;",
+	"CREATE ROLE IF NOT EXISTS mariadb_dump_import_role;",
+	"GRANT mariadb_dump_import_role TO CURRENT_USER();",
+	"SET ROLE mariadb_dump_import_role;",
+	"SET ROLE NONE;",
+	"DROP ROLE mariadb_dump_import_role;",
+	"/*M!100203 EXECUTE IMMEDIATE CONCAT('SET ROLE ', @current_role) */;",
+}
+
+func importRoleLine(line []byte) bool {
+	s := string(bytes.TrimSpace(line))
+	for _, stmt := range importRoleStatements {
+		if s == stmt {
+			return true
+		}
+	}
+	return false
 }
 
 // accountOf returns the account an account statement is about.

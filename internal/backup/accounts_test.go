@@ -12,7 +12,10 @@ func TestKeepAccounts(t *testing.T) {
 		"CREATE USER `root`@`localhost` IDENTIFIED VIA mysql_native_password USING 'invalid' OR unix_socket;\n" +
 		"CREATE USER `u`@`%` IDENTIFIED BY PASSWORD '*B69027D44F6E5EDC07F1AEAD1477967B16F28227';\n" +
 		"CREATE USER IF NOT EXISTS `app`@`%` IDENTIFIED BY PASSWORD '*AAA';\n" +
+		"SELECT COALESCE(CURRENT_ROLE(),'NONE') into @current_role;\n" +
+		"CREATE ROLE IF NOT EXISTS mariadb_dump_import_role;\n" +
 		"GRANT mariadb_dump_import_role TO CURRENT_USER();\n" +
+		"SET ROLE mariadb_dump_import_role;\n" +
 		"GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED VIA mysql_native_password USING 'invalid' OR unix_socket WITH GRANT OPTION;\n" +
 		"GRANT PROXY ON ``@`%` TO `root`@`localhost` WITH GRANT OPTION;\n" +
 		"/*M!100005 SET DEFAULT ROLE NONE FOR 'root'@'localhost' */;\n" +
@@ -20,6 +23,9 @@ func TestKeepAccounts(t *testing.T) {
 		"GRANT SELECT ON `app`.* TO `u`@`%`;\n" +
 		"GRANT SELECT, INSERT ON `app`.* TO `app`@`%`;\n" +
 		"GRANT SELECT ON `o'd`.* TO 'it''s'@'h';\n" +
+		"SET ROLE NONE;\n" +
+		"DROP ROLE mariadb_dump_import_role;\n" +
+		"/*M!100203 EXECUTE IMMEDIATE CONCAT('SET ROLE ', @current_role) */;\n" +
 		long +
 		"-- Dump completed\n"
 	keep := map[Account]bool{{"root", "localhost"}: true, {"app", "%"}: true, {"it's", "h"}: true}
@@ -30,7 +36,6 @@ func TestKeepAccounts(t *testing.T) {
 	}
 	want := "USE `app`;\n" +
 		"CREATE USER `u`@`%` IDENTIFIED BY PASSWORD '*B69027D44F6E5EDC07F1AEAD1477967B16F28227';\n" +
-		"GRANT mariadb_dump_import_role TO CURRENT_USER();\n" +
 		"GRANT SELECT ON `app`.* TO `u`@`%`;\n" +
 		long +
 		"-- Dump completed\n"

@@ -72,6 +72,7 @@ func (s *Store) wrapErr(op string, onBucket bool, err error) error {
 		unkCA   x509.UnknownAuthorityError
 		netErr  *net.OpError
 		dnsErr  *net.DNSError
+		sendErr *smithyhttp.RequestSendError
 	)
 	switch status, code := httpStatus(err); {
 	case errors.As(err, &signErr):
@@ -86,7 +87,8 @@ func (s *Store) wrapErr(op string, onBucket bool, err error) error {
 		e.kind, e.advice = ErrBucketNotFound, fmt.Sprintf("bucket %q is in another region: set s3.region to the bucket's region", s.bucket)
 	case errors.As(err, &certErr) || errors.As(err, &unkCA):
 		e.kind, e.advice = ErrUnreachable, "the endpoint's TLS certificate is not trusted: add its CA with s3.ca_file"
-	case errors.As(err, &dnsErr) || errors.As(err, &netErr):
+	case errors.As(err, &dnsErr) || errors.As(err, &netErr) || errors.As(err, &sendErr):
+		// RequestSendError: the connection failed or was cut before an answer came.
 		e.kind, e.advice = ErrUnreachable, "check s3.endpoint and that the store is running and reachable"
 	}
 	return e

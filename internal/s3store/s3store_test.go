@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -184,6 +185,7 @@ func TestWrapErr(t *testing.T) {
 		{"no credentials", true, &v4.SigningError{Err: errors.New("failed to retrieve credentials")}, ErrAuth, "no usable credentials"},
 		{"wrong region", true, apiErr(301, "PermanentRedirect"), ErrBucketNotFound, "s3.region"},
 		{"refused", true, fmt.Errorf("send: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}), ErrUnreachable, "s3.endpoint"},
+		{"connection cut", false, fmt.Errorf("upload: %w", &smithyhttp.RequestSendError{Err: io.EOF}), ErrUnreachable, "s3.endpoint"},
 		{"server error", false, apiErr(500, "InternalError"), nil, "InternalError"},
 	}
 	for _, tt := range tests {
