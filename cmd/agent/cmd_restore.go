@@ -249,6 +249,20 @@ func chooseBackup(ctx context.Context, cfg config.Config, store *s3store.Store, 
 	if err != nil {
 		return backup.Manifest{}, err
 	}
+	loc, err := backupLocation(cfg)
+	if err != nil {
+		return backup.Manifest{}, err
+	}
+	m, err := pickBackup(entries, arg, at, loc)
+	if err != nil && len(entries) == 0 {
+		return m, fmt.Errorf("%w in s3://%s/%s", err, cfg.Backup.S3.Bucket, cfg.Backup.S3.Prefix)
+	}
+	return m, err
+}
+
+// pickBackup chooses among entries (newest first) the complete backup named by arg ("",
+// "latest" or an ID) or, with at, the newest complete one taken at or before that time.
+func pickBackup(entries []backup.Entry, arg, at string, loc *time.Location) (backup.Manifest, error) {
 	var complete []backup.Entry
 	for _, e := range entries {
 		if e.Complete {
@@ -256,19 +270,15 @@ func chooseBackup(ctx context.Context, cfg config.Config, store *s3store.Store, 
 		}
 	}
 	if len(complete) == 0 {
-		return backup.Manifest{}, fmt.Errorf("no complete backup in s3://%s/%s (agent backups lists what is there)", cfg.Backup.S3.Bucket, cfg.Backup.S3.Prefix)
+		return backup.Manifest{}, errors.New("no complete backup (agent backups lists what is there)")
 	}
 	switch {
 	case at != "":
-		loc, err := backupLocation(cfg)
-		if err != nil {
-			return backup.Manifest{}, err
-		}
 		t, err := parseTime(at, loc)
 		if err != nil {
 			return backup.Manifest{}, usagef("--at %q: %v", at, err)
 		}
-		for _, e := range complete { // newest first
+		for _, e := range complete {
 			if !e.Manifest.Started.After(t) {
 				return *e.Manifest, nil
 			}
