@@ -260,6 +260,11 @@ func testRestore(t *testing.T, ctx context.Context) {
 	if err != nil || strings.TrimSpace(string(got)) != "3" {
 		t.Fatalf("the new container holds %q rows (%v)", got, err)
 	}
+	// It starts from an image Compose built and labelled: it must not pass for one of the
+	// project's containers (Compose and the agent's drift watch go by those labels).
+	if out, _ := exec.Command("docker", "ps", "-q", "--filter", "name="+name, "--filter", "label=com.docker.compose.project="+project).Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("%s carries the compose project label of %s", name, project)
+	}
 }
 
 // testBackupStoreUnreachable: the store goes away in the middle of an upload; the backup fails

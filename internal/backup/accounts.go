@@ -36,9 +36,33 @@ func newKeepAccounts(r io.Reader, keep map[Account]bool) *keepAccounts {
 }
 
 func (k *keepAccounts) Read(p []byte) (int, error) {
-	for len(k.out) == 0 {
+	n := 0
+	for n < len(p) {
+		if len(k.out) == 0 {
+			if n > 0 && k.br.Buffered() == 0 {
+				return n, nil // do not wait for more input with something to hand over
+			}
+			if !k.next() {
+				if n > 0 {
+					return n, nil
+				}
+				return 0, k.err
+			}
+			continue
+		}
+		c := copy(p[n:], k.out)
+		k.out = k.out[c:]
+		n += c
+	}
+	return n, nil
+}
+
+// next reads the next line (or chunk of a long one) into out, dropping the statements to
+// drop; it returns false at the end of the input or on an error (in err).
+func (k *keepAccounts) next() bool {
+	for {
 		if k.err != nil {
-			return 0, k.err
+			return false
 		}
 		line, err := k.br.ReadSlice('\n')
 		k.err = err
@@ -56,10 +80,10 @@ func (k *keepAccounts) Read(p []byte) (int, error) {
 		}
 		k.midLine = err == bufio.ErrBufferFull
 		k.out = line
+		if len(line) > 0 {
+			return true
+		}
 	}
-	n := copy(p, k.out)
-	k.out = k.out[n:]
-	return n, nil
 }
 
 // importRoleStatements are how mariadb-dump lets a restoring user that replaces its own

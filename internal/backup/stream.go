@@ -68,7 +68,9 @@ func compress(src io.Reader, dst io.Writer, recipients []age.Recipient) error {
 		}
 		out = enc
 	}
-	zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	// One encoder goroutine: the dump, not the compressor, sets the pace (measured in
+	// docs/benchmarks.md), and each extra one holds its own window and block buffers.
+	zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -54,7 +55,12 @@ func (c *Client) exec(ctx context.Context, containerName string, cmd, env []stri
 		e.input <- nil
 	} else {
 		go func() {
-			_, err := io.Copy(att.Conn, stdin)
+			// Buffered: a dump read line by line would otherwise cost a write per line.
+			w := bufio.NewWriterSize(att.Conn, 256<<10)
+			_, err := io.Copy(w, stdin)
+			if err == nil {
+				err = w.Flush()
+			}
 			if err != nil {
 				err = fmt.Errorf("send input: %w", err)
 				att.Close() // the command must not take a partial input as complete

@@ -38,9 +38,11 @@ func (c *Client) ImageOf(ctx context.Context, name string) (string, error) {
 // StartScratch creates and starts a throw-away container.
 func (c *Client) StartScratch(ctx context.Context, s ScratchSpec) error {
 	cfg := &container.Config{
-		Image:  s.Image,
-		Env:    s.Env,
-		Labels: map[string]string{LabelScratch: s.Purpose},
+		Image: s.Image,
+		Env:   s.Env,
+		// Images built by Compose carry its project and service labels, which a container
+		// inherits: blank them, or Compose and the agent would count this one as the service's.
+		Labels: map[string]string{LabelScratch: s.Purpose, labelProject: "", labelService: "", "com.docker.compose.version": ""},
 	}
 	if len(s.Cmd) > 0 {
 		cfg.Entrypoint, cfg.Cmd = s.Cmd[:1], s.Cmd[1:]
