@@ -8,8 +8,10 @@ import (
 
 // Defaults and limits applied by New and checked by Options.Validate.
 const (
-	DefaultRegion      = "us-east-1"
-	DefaultPartSize    = 8 << 20 // 8 MiB
+	DefaultRegion = "us-east-1"
+	// DefaultPartSize is S3's smallest part: memory holds Concurrency+1 parts, and an upload of
+	// unknown length may have 10,000 parts, so 5 MiB parts limit an object to 50 GiB.
+	DefaultPartSize    = 5 << 20
 	MinPartSize        = 5 << 20 // S3's smallest part (but the last)
 	MaxPartSize        = 5 << 30 // S3's largest part
 	DefaultConcurrency = 2
@@ -92,7 +94,7 @@ func (o Options) Validate() error {
 		return &FieldError{Field: "s3.secret_access_key", Reason: "s3.access_key_id and s3.secret_access_key go together: set both, or neither to use the AWS credential chain"}
 	}
 	if o.PartSize != 0 && (o.PartSize < MinPartSize || o.PartSize > MaxPartSize) {
-		return &FieldError{Field: "s3.part_size", Reason: fmt.Sprintf("%d bytes is outside S3's limits: use 5 MiB to 5 GiB, or 0 for the default (8 MiB)", o.PartSize)}
+		return &FieldError{Field: "s3.part_size", Reason: fmt.Sprintf("%d bytes is outside S3's limits: use 5 MiB to 5 GiB, or 0 for the default (5 MiB)", o.PartSize)}
 	}
 	if o.Concurrency < 0 || o.Concurrency > MaxConcurrency {
 		return &FieldError{Field: "s3.concurrency", Reason: fmt.Sprintf("%d: use 1 to %d, or 0 for the default (%d)", o.Concurrency, MaxConcurrency, DefaultConcurrency)}
