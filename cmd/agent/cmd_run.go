@@ -94,7 +94,16 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	events := alerts.NewLogger(log, reg)
+	delivery, err := newAlertDelivery(cfg.Alerts, log, reg)
+	if err != nil {
+		return err
+	}
+	events := alerts.NewLogger(log, reg).DeliverTo(delivery)
+	alertsDone := make(chan struct{})
+	go func() {
+		defer close(alertsDone)
+		delivery.Run(ctx) // its last round, after ctx ends, is bounded by a few seconds
+	}()
 	metrics := agentsync.NewMetrics(reg)
 	newStack := func(projectDir string, files []string) agentsync.Stack {
 		return compose.Project{Name: cfg.Compose.Project, Dir: projectDir, Files: files, EnvFile: cfg.Compose.EnvFile, Output: io.Discard}
@@ -147,8 +156,37 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdown)
+	<-alertsDone
 	log.Info("stopped")
 	return err
+}
+
+// newAlertDelivery builds the delivery of the agent's own alerts from the alerts: section:
+// Alertmanager's API, and Slack and e-mail directly while Alertmanager does not answer.
+func newAlertDelivery(cfg config.Alerts, log *slog.Logger, reg prometheus.Registerer) (*alerts.Delivery, error) {
+	opts := alerts.Options{
+		AlertmanagerURL: cfg.AlertmanagerURL,
+		ResendInterval:  time.Duration(cfg.ResendInterval),
+		RepeatInterval:  time.Duration(cfg.RepeatInterval),
+	}
+	if cfg.Slack.WebhookURL != "" {
+		slack, err := alerts.NewSlack(cfg.Slack.WebhookURL, cfg.Slack.Channel, nil)
+		if err != nil {
+			return nil, &config.FieldError{Field: "alerts.slack.webhook_url_file", Problem: err.Error()}
+		}
+		opts.Slack = slack
+	}
+	if cfg.Email.Smarthost != "" {
+		email, err := alerts.NewEmail(alerts.EmailOptions{
+			Smarthost: cfg.Email.Smarthost, From: cfg.Email.From, To: cfg.Email.To,
+			Username: cfg.Email.Username, Password: cfg.Email.Password, RequireTLS: cfg.Email.RequireTLS,
+		})
+		if err != nil {
+			return nil, &config.FieldError{Field: "alerts.email", Problem: err.Error()}
+		}
+		opts.Email = email
+	}
+	return alerts.NewDelivery(opts, log, reg)
 }
 
 // newBackupScheduler runs `agent backup` on cfg.Backup.Schedule; a failure is the BackupFailed

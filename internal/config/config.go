@@ -25,10 +25,13 @@
 //     HASTACK_AGENT_GIT_TOKEN,      HASTACK_AGENT_GIT_TOKEN_FILE       source.token_file
 //     HASTACK_AGENT_WEBHOOK_SECRET, HASTACK_AGENT_WEBHOOK_SECRET_FILE  webhook.secret_file
 //     HASTACK_AGENT_API_TOKEN,      HASTACK_AGENT_API_TOKEN_FILE       api.token_file
+//     HASTACK_AGENT_SLACK_WEBHOOK_URL, HASTACK_AGENT_SLACK_WEBHOOK_URL_FILE  alerts.slack.webhook_url_file
+//     HASTACK_AGENT_SMTP_PASSWORD,  HASTACK_AGENT_SMTP_PASSWORD_FILE   alerts.email.password_file
 //
 //     Files are read once, at load; one trailing newline (\n or \r\n) is trimmed and an empty
-//     file is an error. The values end up in Source.Token, Webhook.Secret and API.Token, which
-//     are never written out: String and Redacted hide them.
+//     file is an error. The values end up in Source.Token, Webhook.Secret, API.Token,
+//     Alerts.Slack.WebhookURL and Alerts.Email.Password, which are never written out: String
+//     and Redacted hide them.
 //
 //  5. Validate, whose errors are *FieldError values naming the offending setting.
 package config
@@ -61,6 +64,46 @@ type Config struct {
 	Webhook   Webhook `yaml:"webhook"`
 	API       API     `yaml:"api"`
 	Backup    Backup  `yaml:"backup"`
+	Alerts    Alerts  `yaml:"alerts"`
+}
+
+// Alerts is where the agent's own alert events (DeployFailed, BackupFailed, ...) go:
+// Alertmanager's API, and straight to Slack and e-mail while Alertmanager cannot be reached.
+type Alerts struct {
+	// AlertmanagerURL is Alertmanager's base URL; the agent posts to <url>/api/v2/alerts.
+	// "" turns posting off: events then go to Slack and e-mail directly.
+	AlertmanagerURL string `yaml:"alertmanager_url"`
+	// ResendInterval is how often firing alerts are posted again, so that Alertmanager keeps
+	// them active, and how often a failed delivery is retried.
+	ResendInterval Duration `yaml:"resend_interval"`
+	// RepeatInterval reminds Slack and e-mail directly of an alert still firing while
+	// Alertmanager stays unreachable; 0 sends each change once only.
+	RepeatInterval Duration    `yaml:"repeat_interval"`
+	Slack          AlertsSlack `yaml:"slack"`
+	Email          AlertsEmail `yaml:"email"`
+}
+
+// AlertsSlack is the Slack incoming webhook used when Alertmanager cannot be reached: the
+// same one Alertmanager uses (stack/secrets/alertmanager/slack_webhook_url).
+type AlertsSlack struct {
+	WebhookURLFile string `yaml:"webhook_url_file"`
+	Channel        string `yaml:"channel"` // "" = the webhook's own channel
+
+	WebhookURL string `yaml:"-"` // a secret: read at load, never logged
+}
+
+// AlertsEmail is the SMTP server and addresses used for critical alerts when Alertmanager
+// cannot be reached.
+type AlertsEmail struct {
+	Smarthost    string   `yaml:"smarthost"` // host:port; port 465 is TLS from the start
+	From         string   `yaml:"from"`
+	To           []string `yaml:"to"`
+	Username     string   `yaml:"username"` // PLAIN authentication when set
+	PasswordFile string   `yaml:"password_file"`
+	// RequireTLS refuses a server that does not offer STARTTLS; false only for a local relay.
+	RequireTLS bool `yaml:"require_tls"`
+
+	Password string `yaml:"-"` // read at load
 }
 
 // Backup is where and how `agent backup` dumps the database.
@@ -200,6 +243,12 @@ func Default() Config {
 			S3:        S3{Region: "us-east-1", Prefix: "hastack/"},
 			Retention: Retention{KeepLast: 7, Daily: 7, Weekly: 4, Monthly: 6},
 		},
+		Alerts: Alerts{
+			AlertmanagerURL: "http://127.0.0.1:9093",
+			ResendInterval:  Duration(time.Minute),
+			RepeatInterval:  Duration(4 * time.Hour),
+			Email:           AlertsEmail{RequireTLS: true},
+		},
 	}
 }
 
@@ -207,11 +256,12 @@ func Default() Config {
 const redactedValue = "REDACTED"
 
 // Redacted returns a copy of c that is safe to print or log: secret values are replaced by
-// "REDACTED" and a password in the source URL is masked.
+// "REDACTED" and a password in the source URL or the Alertmanager URL is masked.
 func (c Config) Redacted() Config {
 	r := c
 	r.Compose.Files = append([]string(nil), c.Compose.Files...)
 	r.Backup.AgeRecipients = append([]string(nil), c.Backup.AgeRecipients...)
+	r.Alerts.Email.To = append([]string(nil), c.Alerts.Email.To...)
 	if r.Source.Token != "" {
 		r.Source.Token = redactedValue
 	}
@@ -224,9 +274,20 @@ func (c Config) Redacted() Config {
 	if r.Backup.S3.SecretAccessKey != "" {
 		r.Backup.S3.SecretAccessKey = redactedValue
 	}
+	if r.Alerts.Slack.WebhookURL != "" {
+		r.Alerts.Slack.WebhookURL = redactedValue
+	}
+	if r.Alerts.Email.Password != "" {
+		r.Alerts.Email.Password = redactedValue
+	}
 	if u, err := url.Parse(c.Source.URL); err == nil && u.User != nil {
 		if _, ok := u.User.Password(); ok {
 			r.Source.URL = u.Redacted()
+		}
+	}
+	if u, err := url.Parse(c.Alerts.AlertmanagerURL); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			r.Alerts.AlertmanagerURL = u.Redacted()
 		}
 	}
 	return r

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -125,7 +126,67 @@ func TestLoad(t *testing.T) {
 				Webhook:  Webhook{SecretFile: "/run/secrets/webhook_secret", Secret: "hook secret"},
 				API:      API{TokenFile: "/run/secrets/api_token", Token: "api-token"},
 				Backup:   Default().Backup,
+				Alerts:   Default().Alerts,
 			},
+		},
+		{
+			name:    "alerts: every setting, secrets from files",
+			fixture: "alerts.yml",
+			files: fakeFiles{
+				"/srv/stack/secrets/alertmanager/slack_webhook_url": "https://hooks.slack.com/services/T0/B0/XXXX\n",
+				"/srv/stack/secrets/alertmanager/smtp_password":     "smtp secret\n",
+			},
+			want: withURL(func(c *Config) {
+				c.Alerts = Alerts{
+					AlertmanagerURL: "https://am.example.com:9443/prefix",
+					ResendInterval:  Duration(30 * time.Second),
+					RepeatInterval:  Duration(2 * time.Hour),
+					Slack: AlertsSlack{
+						WebhookURLFile: "/srv/stack/secrets/alertmanager/slack_webhook_url",
+						Channel:        "#alerts",
+						WebhookURL:     "https://hooks.slack.com/services/T0/B0/XXXX",
+					},
+					Email: AlertsEmail{
+						Smarthost:    "smtp.example.com:587",
+						From:         "hastack <alerts@example.com>",
+						To:           []string{"ops@example.com", "Night Shift <night@example.com>"},
+						Username:     "alerts@example.com",
+						PasswordFile: "/srv/stack/secrets/alertmanager/smtp_password",
+						RequireTLS:   false,
+						Password:     "smtp secret",
+					},
+				}
+			}),
+		},
+		{
+			name:    "alerts: Alertmanager off, Slack from the environment",
+			fixture: "alerts_off.yml",
+			env:     fakeEnv{"HASTACK_AGENT_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/ENV"},
+			want: withURL(func(c *Config) {
+				c.Alerts.AlertmanagerURL = ""
+				c.Alerts.Slack.WebhookURL = "https://hooks.slack.com/services/T0/B0/ENV"
+			}),
+		},
+		{
+			name:    "alerts: secret files named in the environment",
+			fixture: "alerts.yml",
+			env: fakeEnv{
+				"HASTACK_AGENT_SLACK_WEBHOOK_URL_FILE": "/s/slack",
+				"HASTACK_AGENT_SMTP_PASSWORD":          "from-env",
+			},
+			files: fakeFiles{"/s/slack": "http://sink.internal:8080/hook\n"},
+			want: func() Config {
+				c, err := loadFixture(t, "alerts.yml", nil, fakeFiles{
+					"/srv/stack/secrets/alertmanager/slack_webhook_url": "https://hooks.slack.com/services/T0/B0/XXXX",
+					"/srv/stack/secrets/alertmanager/smtp_password":     "x",
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Alerts.Slack.WebhookURLFile, c.Alerts.Slack.WebhookURL = "/s/slack", "http://sink.internal:8080/hook"
+				c.Alerts.Email.PasswordFile, c.Alerts.Email.Password = "", "from-env"
+				return c
+			}(),
 		},
 		{
 			name:    "environment expansion",
@@ -306,6 +367,42 @@ func TestLoadErrors(t *testing.T) {
 			field:   "HASTACK_AGENT_WEBHOOK_SECRET_FILE",
 		},
 		{
+			name:    "slack webhook value and file",
+			fixture: "minimal.yml",
+			env:     fakeEnv{"HASTACK_AGENT_SLACK_WEBHOOK_URL": "https://hooks.slack.com/x", "HASTACK_AGENT_SLACK_WEBHOOK_URL_FILE": "/s/t"},
+			field:   "HASTACK_AGENT_SLACK_WEBHOOK_URL, HASTACK_AGENT_SLACK_WEBHOOK_URL_FILE",
+		},
+		{
+			name:    "smtp password value and file",
+			fixture: "minimal.yml",
+			env:     fakeEnv{"HASTACK_AGENT_SMTP_PASSWORD": "p", "HASTACK_AGENT_SMTP_PASSWORD_FILE": "/s/p"},
+			field:   "HASTACK_AGENT_SMTP_PASSWORD, HASTACK_AGENT_SMTP_PASSWORD_FILE",
+		},
+		{
+			name:    "empty smtp password file",
+			fixture: "alerts.yml",
+			files: fakeFiles{
+				"/srv/stack/secrets/alertmanager/slack_webhook_url": "https://hooks.slack.com/services/T0/B0/XXXX",
+				"/srv/stack/secrets/alertmanager/smtp_password":     "\n",
+			},
+			field: "alerts.email.password_file",
+		},
+		{
+			name:    "slack webhook file holding no URL",
+			fixture: "alerts.yml",
+			files: fakeFiles{
+				"/srv/stack/secrets/alertmanager/slack_webhook_url": "T0/B0/XXXX",
+				"/srv/stack/secrets/alertmanager/smtp_password":     "p",
+			},
+			field: "alerts.slack.webhook_url_file",
+		},
+		{
+			name:    "missing slack webhook file",
+			fixture: "alerts.yml",
+			files:   fakeFiles{"/srv/stack/secrets/alertmanager/smtp_password": "p"},
+			want:    "config: alerts.slack.webhook_url_file: read secret: open /srv/stack/secrets/alertmanager/slack_webhook_url",
+		},
+		{
 			name:    "missing secret file",
 			fixture: "full.yml",
 			want:    "config: source.token_file: read secret: open /run/secrets/git_token",
@@ -363,6 +460,17 @@ func TestValidate(t *testing.T) {
 		{"listen_all_no_token", "api.token_file"},
 		{"history_zero", "history"},
 		{"history_too_big", "history"},
+		{"alerts_url_scheme", "alerts.alertmanager_url"},
+		{"alerts_url_no_host", "alerts.alertmanager_url"},
+		{"alerts_resend_too_short", "alerts.resend_interval"},
+		{"alerts_repeat_negative", "alerts.repeat_interval"},
+		{"alerts_slack_channel_only", "alerts.slack.channel"},
+		{"alerts_email_no_from", "alerts.email.from"},
+		{"alerts_email_no_smarthost", "alerts.email.smarthost"},
+		{"alerts_email_no_to", "alerts.email.to"},
+		{"alerts_email_smarthost_no_port", "alerts.email.smarthost"},
+		{"alerts_email_bad_to", "alerts.email.to[1]"},
+		{"alerts_email_user_no_password", "alerts.email.password_file"},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
@@ -453,10 +561,22 @@ func TestRedacted(t *testing.T) {
 	c.Source.Token = "ghp_secret_token"
 	c.Webhook.Secret = "webhook_secret"
 	c.API.Token = "api_secret"
+	c.Alerts.AlertmanagerURL = "https://am:am_password@am.example.com"
+	c.Alerts.Slack.WebhookURL = "https://hooks.slack.com/services/slack_secret"
+	c.Alerts.Email.Password = "smtp_secret"
+	c.Alerts.Email.To = []string{"ops@example.com"}
 
 	r := c.Redacted()
-	if r.Source.Token != "REDACTED" || r.Webhook.Secret != "REDACTED" || r.API.Token != "REDACTED" {
+	if r.Source.Token != "REDACTED" || r.Webhook.Secret != "REDACTED" || r.API.Token != "REDACTED" ||
+		r.Alerts.Slack.WebhookURL != "REDACTED" || r.Alerts.Email.Password != "REDACTED" {
 		t.Errorf("secrets survive Redacted: %#v", r)
+	}
+	if r.Alerts.AlertmanagerURL != "https://am:xxxxx@am.example.com" {
+		t.Errorf("Alertmanager URL redacted to %q", r.Alerts.AlertmanagerURL)
+	}
+	r.Alerts.Email.To[0] = "changed"
+	if c.Alerts.Email.To[0] != "ops@example.com" {
+		t.Error("Redacted shares alerts.email.to with the original")
 	}
 	if c.Source.Token != "ghp_secret_token" {
 		t.Error("Redacted changed the original")
@@ -464,8 +584,9 @@ func TestRedacted(t *testing.T) {
 	if Default().Redacted().API.Token != "" {
 		t.Error("an unset secret becomes REDACTED")
 	}
-	for _, s := range []string{c.String(), r.Source.URL} {
-		for _, secret := range []string{"hunter2", "ghp_secret_token", "webhook_secret", "api_secret"} {
+	for _, s := range []string{c.String(), r.Source.URL, fmt.Sprintf("%v %+v", r, r)} {
+		for _, secret := range []string{"hunter2", "ghp_secret_token", "webhook_secret", "api_secret",
+			"am_password", "slack_secret", "smtp_secret"} {
 			if strings.Contains(s, secret) {
 				t.Errorf("%q leaks %q", s, secret)
 			}
@@ -473,6 +594,56 @@ func TestRedacted(t *testing.T) {
 	}
 	if !strings.Contains(c.String(), "poll_interval: 1m0s") {
 		t.Errorf("String does not render durations: %s", c)
+	}
+}
+
+// TestAlertSecretsNeverInErrors: a Slack webhook URL is a secret, and so is a password in the
+// Alertmanager URL; an invalid one is reported without its value.
+func TestAlertSecretsNeverInErrors(t *testing.T) {
+	const marker = "SECRETMARKER"
+	for _, tt := range []struct {
+		name  string
+		edit  func(*Config)
+		field string
+	}{
+		{"slack webhook not a URL", func(c *Config) { c.Alerts.Slack.WebhookURL = "hooks.slack.com/services/" + marker }, "alerts.slack.webhook_url_file"},
+		{"slack webhook with a bad scheme", func(c *Config) { c.Alerts.Slack.WebhookURL = "ftp://hooks.slack.com/" + marker }, "alerts.slack.webhook_url_file"},
+		{"slack webhook that does not parse", func(c *Config) { c.Alerts.Slack.WebhookURL = "https://hooks slack/%zz" + marker }, "alerts.slack.webhook_url_file"},
+		{"alertmanager URL with a password", func(c *Config) { c.Alerts.AlertmanagerURL = "ftp://am:" + marker + "@am.example.com" }, "alerts.alertmanager_url"},
+		{"smtp password without a user", func(c *Config) {
+			c.Alerts.Email = AlertsEmail{Smarthost: "smtp.example.com:587", From: "a@example.com", To: []string{"b@example.com"}, Password: marker}
+		}, "alerts.email.username"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Source.URL = "file:///srv/hastack.git"
+			tt.edit(&c)
+			err := c.Validate()
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("error %v, want a FieldError for %s", err, tt.field)
+			}
+			if strings.Contains(err.Error(), marker) {
+				t.Errorf("the error shows the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestAlertsEmailValid(t *testing.T) {
+	c := Default()
+	c.Source.URL = "file:///srv/hastack.git"
+	c.Alerts.Email = AlertsEmail{
+		Smarthost: "[::1]:25", From: "hastack <alerts@example.com>", To: []string{"ops@example.com"},
+		Username: "u", Password: "p", RequireTLS: true,
+	}
+	c.Alerts.Slack = AlertsSlack{WebhookURL: "https://hooks.slack.com/services/T/B/X", Channel: "#ops"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !Default().Alerts.Email.RequireTLS || Default().Alerts.AlertmanagerURL != "http://127.0.0.1:9093" ||
+		time.Duration(Default().Alerts.ResendInterval) != time.Minute {
+		t.Errorf("defaults: %+v", Default().Alerts)
 	}
 }
 
@@ -503,5 +674,13 @@ func TestWarnings(t *testing.T) {
 	c.Source.SSHKeyFile = closed
 	if ws := c.Warnings(); len(ws) != 2 {
 		t.Errorf("warnings %q, want credentials unused by a file URL", ws)
+	}
+
+	c = Default()
+	c.Source.URL = "file:///srv/hastack.git"
+	c.Alerts.Slack.WebhookURLFile = open
+	c.Alerts.Email.PasswordFile = closed
+	if ws := c.Warnings(); len(ws) != 1 || !strings.HasPrefix(ws[0], "alerts.slack.webhook_url_file: ") {
+		t.Errorf("warnings %q, want one about alerts.slack.webhook_url_file", ws)
 	}
 }

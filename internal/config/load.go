@@ -134,6 +134,10 @@ var secrets = []struct {
 		func(c *Config) *string { return &c.API.TokenFile }, func(c *Config) *string { return &c.API.Token }},
 	{"HASTACK_AGENT_S3_SECRET_ACCESS_KEY", "backup.s3.secret_access_key_file",
 		func(c *Config) *string { return &c.Backup.S3.SecretAccessKeyFile }, func(c *Config) *string { return &c.Backup.S3.SecretAccessKey }},
+	{"HASTACK_AGENT_SLACK_WEBHOOK_URL", "alerts.slack.webhook_url_file",
+		func(c *Config) *string { return &c.Alerts.Slack.WebhookURLFile }, func(c *Config) *string { return &c.Alerts.Slack.WebhookURL }},
+	{"HASTACK_AGENT_SMTP_PASSWORD", "alerts.email.password_file",
+		func(c *Config) *string { return &c.Alerts.Email.PasswordFile }, func(c *Config) *string { return &c.Alerts.Email.Password }},
 }
 
 func readSecrets(c *Config, env func(string) string, readFile func(string) ([]byte, error)) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"path"
@@ -121,7 +122,97 @@ func (c Config) Validate() error {
 	if c.History < MinHistory || c.History > MaxHistory {
 		bad("history", "%d is outside %d..%d", c.History, MinHistory, MaxHistory)
 	}
+	for _, fe := range c.Alerts.validate() {
+		errs = append(errs, fe)
+	}
 	return errors.Join(errs...)
+}
+
+// MinResendInterval is the shortest alerts.resend_interval.
+const MinResendInterval = 5 * time.Second
+
+// validate checks the alerts section. A secret's value is never part of a problem.
+func (a Alerts) validate() []*FieldError {
+	var errs []*FieldError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+	if a.AlertmanagerURL != "" {
+		if err := httpURL(a.AlertmanagerURL); err != nil {
+			// Named without its password, if it has one.
+			shown := "the URL"
+			if u, perr := url.Parse(a.AlertmanagerURL); perr == nil {
+				shown = strconv.Quote(u.Redacted())
+			}
+			bad("alerts.alertmanager_url", "%s: %v (\"\" turns posting to Alertmanager off)", shown, err)
+		}
+	}
+	if r := time.Duration(a.ResendInterval); r < MinResendInterval {
+		bad("alerts.resend_interval", "%v is below the minimum of %v", r, MinResendInterval)
+	}
+	if r := time.Duration(a.RepeatInterval); r < 0 {
+		bad("alerts.repeat_interval", "must not be negative, got %v (0 sends no reminders)", r)
+	}
+
+	if a.Slack.WebhookURL != "" {
+		if err := httpURL(a.Slack.WebhookURL); err != nil {
+			// The URL is a secret: say what is wrong without repeating it.
+			bad("alerts.slack.webhook_url_file", "does not hold an http(s) URL such as "+
+				"https://hooks.slack.com/services/... (nor does HASTACK_AGENT_SLACK_WEBHOOK_URL, if set)")
+		}
+	} else if a.Slack.Channel != "" {
+		bad("alerts.slack.channel", "set without a webhook: set alerts.slack.webhook_url_file too")
+	}
+
+	e := a.Email
+	if e.Smarthost == "" && e.From == "" && len(e.To) == 0 && e.Username == "" && e.Password == "" && e.PasswordFile == "" {
+		return errs // e-mail off
+	}
+	const together = "required for e-mail alerts (smarthost, from and to go together)"
+	if e.Smarthost == "" {
+		bad("alerts.email.smarthost", together)
+	} else if host, port, err := net.SplitHostPort(e.Smarthost); err != nil || host == "" {
+		bad("alerts.email.smarthost", "%q is not host:port, e.g. smtp.example.com:587", e.Smarthost)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		bad("alerts.email.smarthost", "%q: port %q is not a number from 1 to 65535", e.Smarthost, port)
+	}
+	if e.From == "" {
+		bad("alerts.email.from", together)
+	} else if _, err := mail.ParseAddress(e.From); err != nil {
+		bad("alerts.email.from", "%q is not an e-mail address: %v", e.From, err)
+	}
+	if len(e.To) == 0 {
+		bad("alerts.email.to", together)
+	}
+	for i, to := range e.To {
+		if _, err := mail.ParseAddress(to); err != nil {
+			bad(fmt.Sprintf("alerts.email.to[%d]", i), "%q is not an e-mail address: %v", to, err)
+		}
+	}
+	hasPassword := e.Password != "" || e.PasswordFile != ""
+	if e.Username != "" && !hasPassword {
+		bad("alerts.email.password_file", "required with alerts.email.username "+
+			"(or HASTACK_AGENT_SMTP_PASSWORD(_FILE))")
+	}
+	if e.Username == "" && hasPassword {
+		bad("alerts.email.username", "required with a password: set the SMTP user")
+	}
+	return errs
+}
+
+// httpURL accepts an absolute http or https URL with a host.
+func httpURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("want an http:// or https:// URL")
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	return nil
 }
 
 // Warnings returns problems that do not stop the agent but deserve a log line: secret files
@@ -138,6 +229,8 @@ func (c Config) warnings(stat func(string) (fs.FileInfo, error)) []string {
 		{"webhook.secret_file", c.Webhook.SecretFile},
 		{"api.token_file", c.API.TokenFile},
 		{"backup.age_identity_file", c.Backup.AgeIdentityFile},
+		{"alerts.slack.webhook_url_file", c.Alerts.Slack.WebhookURLFile},
+		{"alerts.email.password_file", c.Alerts.Email.PasswordFile},
 	} {
 		if f.path == "" {
 			continue
