@@ -26,6 +26,7 @@ const (
 	prometheusPort = "19090"
 	grafanaPort    = "13000"
 	objectPort     = "19000"
+	alertmgrPort   = "19093"
 	tlsHostnames   = "ha.example.test,192.0.2.10"
 )
 
@@ -76,13 +77,13 @@ func newStack() (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"stack", "tools"} {
+	for _, d := range []string{"stack", "tools", "alert-rules"} {
 		if out, err := exec.Command("cp", "-a", "../"+d, filepath.Join(dir, d)).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("copy %s: %v: %s", d, err, out)
 		}
 	}
 	dst := filepath.Join(dir, "stack")
-	for _, generated := range []string{".env", "secrets/db", "secrets/web", "secrets/grafana", "secrets/mysql_exporter", "secrets/objectstore"} {
+	for _, generated := range []string{".env", "secrets/db", "secrets/web", "secrets/grafana", "secrets/mysql_exporter", "secrets/objectstore", "secrets/alertmanager"} {
 		os.RemoveAll(filepath.Join(dst, generated))
 	}
 	matches, _ := filepath.Glob(filepath.Join(dst, "nginx/ssl/nginx.*"))
@@ -116,8 +117,8 @@ func (s *stack) settings() []string {
 		"COMPOSE_PROJECT_NAME=" + project, "COMPOSE_PROFILES=" + s.profiles,
 		"HTTP_PORT=" + httpPort, "HTTPS_PORT=" + httpsPort,
 		"PROMETHEUS_PORT=" + prometheusPort, "GRAFANA_PORT=" + grafanaPort,
-		"OBJECTSTORE_PORT=" + objectPort,
-		"WEB_BIND=127.0.0.1", "GRAFANA_BIND=127.0.0.1", "PROMETHEUS_BIND=127.0.0.1", "OBJECTSTORE_BIND=127.0.0.1",
+		"OBJECTSTORE_PORT=" + objectPort, "ALERTMANAGER_PORT=" + alertmgrPort,
+		"WEB_BIND=127.0.0.1", "GRAFANA_BIND=127.0.0.1", "PROMETHEUS_BIND=127.0.0.1", "OBJECTSTORE_BIND=127.0.0.1", "ALERTMANAGER_BIND=127.0.0.1",
 		"TLS_HOSTNAMES=" + tlsHostnames,
 	}
 }

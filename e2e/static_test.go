@@ -235,11 +235,13 @@ func TestComposeKeepsSeedNamesAndExposesOnlyWhatUsersAskFor(t *testing.T) {
 		"prometheus": `\$\{PROMETHEUS_BIND:-127\.0\.0\.1\}:\$\{PROMETHEUS_PORT:-9090\}:9090`,
 		// The agent (host network) reaches the bundled store on loopback.
 		"objectstore": `\$\{OBJECTSTORE_BIND:-127\.0\.0\.1\}:\$\{OBJECTSTORE_PORT:-9000\}:7070`,
+		// The agent posts its own alerts to it.
+		"alertmanager": `\$\{ALERTMANAGER_BIND:-127\.0\.0\.1\}:\$\{ALERTMANAGER_PORT:-9093\}:9093`,
 	}
 	for name, ports := range published {
 		re, ok := allowed[name]
 		if !ok {
-			t.Errorf("%s publishes %v: only nginx, grafana, prometheus and objectstore may reach the host", name, ports)
+			t.Errorf("%s publishes %v: only nginx, grafana, prometheus, alertmanager and objectstore may reach the host", name, ports)
 			continue
 		}
 		for _, p := range ports {

@@ -136,6 +136,16 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}()
 	log.Info("listening", "addr", ln.Addr().String(), "source", src.DisplayURL(), "ref", cfg.Source.Ref)
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w (change metrics_listen in the configuration)", cfg.MetricsListen, err)
+		}
+		msrv := &http.Server{Handler: api.MetricsHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		log.Info("serving metrics", "addr", mln.Addr().String())
+	}
 
 	go watchEvents(ctx, engine, cfg.Compose.Project, rec, log)
 	if cfg.Backup.Schedule != "" {

@@ -38,6 +38,17 @@ type Options struct {
 	Log      *slog.Logger
 }
 
+// MetricsHandler serves /metrics and /healthz only: for an address other programs reach (the
+// stack's Prometheus through the Docker bridge) without the API and the webhook.
+func MetricsHandler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
+
 // Handler serves the API.
 func Handler(r Reconciler, o Options) http.Handler {
 	mux := http.NewServeMux()

@@ -58,13 +58,16 @@ type Config struct {
 	// nginx/ssl/, .env): each release links those paths here. Default: <work_dir>/shared. The
 	// embedded default sets it to the repository's own stack/ directory, so the seed README's
 	// paths (stack/secrets, stack/nginx/ssl) stay where they are.
-	SharedDir string  `yaml:"shared_dir"`
-	Listen    string  `yaml:"listen"`  // address of /metrics, /healthz, the API and the webhook
-	History   int     `yaml:"history"` // deploys kept in state
-	Webhook   Webhook `yaml:"webhook"`
-	API       API     `yaml:"api"`
-	Backup    Backup  `yaml:"backup"`
-	Alerts    Alerts  `yaml:"alerts"`
+	SharedDir string `yaml:"shared_dir"`
+	Listen    string `yaml:"listen"` // address of /metrics, /healthz, the API and the webhook
+	// MetricsListen is a second address serving /metrics and /healthz only, e.g. the Docker
+	// bridge's gateway address, where the stack's Prometheus scrapes the agent; "" = none.
+	MetricsListen string  `yaml:"metrics_listen"`
+	History       int     `yaml:"history"` // deploys kept in state
+	Webhook       Webhook `yaml:"webhook"`
+	API           API     `yaml:"api"`
+	Backup        Backup  `yaml:"backup"`
+	Alerts        Alerts  `yaml:"alerts"`
 }
 
 // Alerts is where the agent's own alert events (DeployFailed, BackupFailed, ...) go:

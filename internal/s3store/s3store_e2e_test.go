@@ -116,8 +116,9 @@ func testUploadGet(t *testing.T, ctx context.Context, s *Store, endpoint string)
 	if err != nil {
 		t.Fatalf("HeadObject: %v", err)
 	}
-	if etag := strings.Trim(aws.ToString(head.ETag), `"`); !strings.HasSuffix(etag, "-4") {
-		t.Errorf("ETag %s: want a multipart upload of 4 parts (suffix -4)", etag)
+	parts := (size + s.partSize - 1) / s.partSize
+	if etag := strings.Trim(aws.ToString(head.ETag), `"`); !strings.HasSuffix(etag, fmt.Sprintf("-%d", parts)) {
+		t.Errorf("ETag %s: want a multipart upload of %d parts (suffix -%d)", etag, parts, parts)
 	}
 	if ct := aws.ToString(head.ContentType); ct != "application/zstd" {
 		t.Errorf("content type %q, want application/zstd", ct)
