@@ -151,4 +151,5 @@ func (d dockerDB) StartDump(ctx context.Context, container string, cmd []string)
 type execDump struct{ e *docker.Exec }
 
 func (x execDump) Output() io.Reader              { return x.e.Stdout }
+func (x execDump) Stop()                          { x.e.Stdout.Close() }
 func (x execDump) Wait(ctx context.Context) error { return x.e.Wait(ctx) }

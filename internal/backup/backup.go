@@ -15,9 +15,12 @@ import (
 	"filippo.io/age"
 )
 
-// Dump is a running dump command whose output streams from Stdout.
+// Dump is a running dump command whose output streams from Output.
 type Dump interface {
 	Output() io.Reader
+	// Stop ends the dump early: its output is closed, so the command fails on its next write
+	// instead of waiting for a reader that is gone.
+	Stop()
 	Wait(ctx context.Context) error
 }
 
@@ -81,7 +84,13 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 	counter := NewRowCounter()
 	src := io.TeeReader(dump.Output(), counter)
 	res, streamErr := Stream(ctx, src, store, m.DumpKey, o.Recipients)
+	if streamErr != nil {
+		dump.Stop() // nobody reads its output any more
+	}
 	waitErr := dump.Wait(ctx)
+	if streamErr != nil {
+		waitErr = nil // the dump failed because it was stopped: the stream's error says why
+	}
 	if err := errors.Join(streamErr, waitErr); err != nil {
 		return m, fmt.Errorf("backup %s from %s: %w", m.ID, container, err)
 	}

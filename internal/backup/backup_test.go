@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -14,9 +15,11 @@ import (
 type cannedDump struct {
 	out     io.Reader
 	waitErr error
+	stopped bool
 }
 
 func (d *cannedDump) Output() io.Reader              { return d.out }
+func (d *cannedDump) Stop()                          { d.stopped = true }
 func (d *cannedDump) Wait(ctx context.Context) error { return d.waitErr }
 
 type fakeDB struct {
@@ -116,5 +119,58 @@ func TestRunRefusesADumpCutShort(t *testing.T) {
 	}
 	if len(st.objects) != 0 {
 		t.Fatalf("a dump cut short wrote %v", st.objects)
+	}
+}
+
+// endlessDump writes dump lines until its reader is closed, like mariadb-dump in an exec whose
+// output nobody reads: Wait returns only once the writer stopped.
+type endlessDump struct {
+	pr   *io.PipeReader
+	done chan struct{}
+}
+
+func newEndlessDump() *endlessDump {
+	pr, pw := io.Pipe()
+	d := &endlessDump{pr: pr, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		line := []byte("INSERT INTO `t` VALUES (1,'" + strings.Repeat("x", 1000) + "');\n")
+		for {
+			if _, err := pw.Write(line); err != nil {
+				return
+			}
+		}
+	}()
+	return d
+}
+
+func (d *endlessDump) Output() io.Reader { return d.pr }
+func (d *endlessDump) Stop()             { d.pr.Close() }
+func (d *endlessDump) Wait(ctx context.Context) error {
+	select {
+	case <-d.done:
+		return errors.New("exit status 2: Got errno 32 on write")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type endlessDB struct{ dump *endlessDump }
+
+func (e endlessDB) Ready(ctx context.Context, c string) (bool, error) { return true, nil }
+func (e endlessDB) StartDump(ctx context.Context, c string, cmd []string) (Dump, error) {
+	return e.dump, nil
+}
+
+func TestRunStopsTheDumpWhenTheUploadFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st := &memStore{memUploader: memUploader{failAfter: 4 << 10}}
+	_, err := Run(ctx, Options{Replica: "r", Primary: "p", PasswordFile: "/p"}, endlessDB{newEndlessDump()}, st)
+	if err == nil || !strings.Contains(err.Error(), "connection reset") || ctx.Err() != nil {
+		t.Fatalf("err = %v (ctx %v): the upload's failure must end the backup, and say why", err, ctx.Err())
+	}
+	if len(st.objects) != 0 {
+		t.Fatalf("a failed backup wrote %v", st.objects)
 	}
 }

@@ -35,7 +35,10 @@ var errUploadEnded = errors.New("upload ended")
 func Stream(ctx context.Context, src io.Reader, up Uploader, key string, recipients []age.Recipient) (StreamResult, error) {
 	pr, pw := io.Pipe()
 	stored := &countingHash{w: pw, h: sha256.New()}
-	raw := &countingReader{r: src}
+	ended := make(chan struct{})
+	// The compressor buffers: a failed upload shows in its writes late or not at all, so the
+	// dump's reader itself stops once the upload ended.
+	raw := &countingReader{r: src, stop: ended}
 	produced := make(chan error, 1)
 	go func() {
 		err := compress(raw, stored, recipients)
@@ -43,6 +46,7 @@ func Stream(ctx context.Context, src io.Reader, up Uploader, key string, recipie
 		produced <- err
 	}()
 	n, upErr := up.Upload(ctx, key, pr, "application/zstd")
+	close(ended)
 	pr.CloseWithError(errUploadEnded) // unblocks the producer if the upload stopped early
 	prodErr := <-produced
 	switch {
@@ -91,11 +95,17 @@ func compress(src io.Reader, dst io.Writer, recipients []age.Recipient) error {
 }
 
 type countingReader struct {
-	r io.Reader
-	n int64
+	r    io.Reader
+	n    int64
+	stop <-chan struct{} // closed: reads fail with errUploadEnded
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	select {
+	case <-c.stop:
+		return 0, errUploadEnded
+	default:
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
