@@ -86,6 +86,9 @@ func newStack() (*stack, error) {
 	for _, generated := range []string{".env", "secrets/db", "secrets/web", "secrets/grafana", "secrets/mysql_exporter", "secrets/objectstore", "secrets/alertmanager"} {
 		os.RemoveAll(filepath.Join(dst, generated))
 	}
+	if err := prepareAlerting(dst); err != nil {
+		return nil, err
+	}
 	matches, _ := filepath.Glob(filepath.Join(dst, "nginx/ssl/nginx.*"))
 	for _, m := range matches {
 		os.Remove(m)
@@ -113,14 +116,14 @@ func (s *stack) env() []string { return append(os.Environ(), s.settings()...) }
 
 // settings are the variables the stack under test runs with: ports, profiles, names.
 func (s *stack) settings() []string {
-	return []string{
+	return append([]string{
 		"COMPOSE_PROJECT_NAME=" + project, "COMPOSE_PROFILES=" + s.profiles,
 		"HTTP_PORT=" + httpPort, "HTTPS_PORT=" + httpsPort,
 		"PROMETHEUS_PORT=" + prometheusPort, "GRAFANA_PORT=" + grafanaPort,
 		"OBJECTSTORE_PORT=" + objectPort, "ALERTMANAGER_PORT=" + alertmgrPort,
 		"WEB_BIND=127.0.0.1", "GRAFANA_BIND=127.0.0.1", "PROMETHEUS_BIND=127.0.0.1", "OBJECTSTORE_BIND=127.0.0.1", "ALERTMANAGER_BIND=127.0.0.1",
 		"TLS_HOSTNAMES=" + tlsHostnames,
-	}
+	}, alertSettings()...)
 }
 
 // run runs a command in the stack directory and returns its combined output.

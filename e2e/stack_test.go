@@ -42,8 +42,16 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: FAIL: prerequisite missing:", err)
 		return 1
 	}
+	defer func() {
+		for _, f := range cleanups {
+			f()
+		}
+	}()
 	return m.Run()
 }
+
+// cleanups run after every test (servers the suite started once).
+var cleanups []func()
 
 // startStack builds and starts the HA stack under test from nothing; the returned function
 // tears it down (unless HASTACK_E2E_KEEP=1 and the test failed).
@@ -120,6 +128,8 @@ func TestStack(t *testing.T) {
 		{"the bundled object store takes a backup and a restore drill", testBundledObjectStore},
 		{"agent restore refuses corrupt and truncated backups and brings a dropped table back", testRestore},
 		{"a backup whose store goes away mid-upload fails and leaves no manifest", testBackupStoreUnreachable},
+		{"stopping web1 fires the backend alert to Slack and e-mail; starting it resolves it", testBackendAlert},
+		{"stopping the replica's SQL thread fires the replication alert", testReplicationAlert},
 		{"docker compose down -v removes everything", testDownRemovesEverything},
 	}
 	for _, s := range steps {
