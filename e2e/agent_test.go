@@ -131,7 +131,8 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func newAgent(t *testing.T, bin, sourceURL string) *agentProc {
+// newAgent configures an agent following sourceURL; extra is appended to its configuration.
+func newAgent(t *testing.T, bin, sourceURL string, extra ...string) *agentProc {
 	dir := t.TempDir()
 	a := &agentProc{t: t, bin: bin, addr: freeAddr(t), secret: "e2e-webhook-secret"}
 	os.WriteFile(filepath.Join(dir, "webhook.secret"), []byte(a.secret+"\n"), 0o600)
@@ -154,6 +155,7 @@ listen: %s
 webhook:
   secret_file: %s
 `, sourceURL, agentProject, filepath.Join(dir, "state"), filepath.Join(dir, "releases"), a.addr, filepath.Join(dir, "webhook.secret"))
+	cfg += strings.Join(extra, "")
 	if err := os.WriteFile(a.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +325,14 @@ func TestAgent(t *testing.T) {
 	bin := buildAgent(t)
 	repo := newGitRepo(t)
 	c1 := repo.commit("v1", map[string]string{"stack/docker-compose.yml": testStackCompose("1", healthy), "README": "x"})
-	a := newAgent(t, bin, "file://"+repo.bare)
+	// Its alerts: Alertmanager is down (nothing listens there), so they go straight to a Slack
+	// sink and a real SMTP capture server.
+	recv, stopRecv, err := startReceivers(freeAddr(t), freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopRecv()
+	a := newAgent(t, bin, "file://"+repo.bare, recv.agentAlertsConfig(t, freeAddr(t)))
 	a.start()
 
 	t.Run("deploys the commit at start", func(t *testing.T) {
@@ -446,6 +455,10 @@ func TestAgent(t *testing.T) {
 		if app2.ID != app2Before {
 			t.Fatal("app2 was touched: the rolling update must stop at the first unhealthy member")
 		}
+		// People hear of it although Alertmanager is down: DeployFailed (critical) on Slack and
+		// by e-mail, DeployRolledBack (warning) on Slack, straight from the agent.
+		waitNotified(t, recv, time.Minute, true, true, "DeployFailed")
+		waitNotified(t, recv, time.Minute, true, false, "DeployRolledBack")
 		metrics, _ := http.Get("http://" + a.addr + "/metrics")
 		var buf bytes.Buffer
 		buf.ReadFrom(metrics.Body)

@@ -82,9 +82,11 @@ func prepareAlerting(stackDir string) error {
 
 // receivers are the running sinks.
 type receivers struct {
-	mailAPI string
-	mu      sync.Mutex
-	slack   []string // bodies posted
+	mailAPI   string
+	slackAddr string
+	smtpAddr  string
+	mu        sync.Mutex
+	slack     []string // bodies posted
 }
 
 var (
@@ -96,18 +98,24 @@ var (
 // alertReceivers starts the sinks once for the suite.
 func alertReceivers(t *testing.T) *receivers {
 	t.Helper()
-	recvOnce.Do(func() { recv, recvErr = startReceivers() })
+	recvOnce.Do(func() {
+		var stop func()
+		recv, stop, recvErr = startReceivers(gatewayIP+":"+slackSinkPort, gatewayIP+":"+smtpPort)
+		cleanups = append(cleanups, stop)
+	})
 	if recvErr != nil {
 		t.Fatal(recvErr)
 	}
 	return recv
 }
 
-func startReceivers() (*receivers, error) {
-	r := &receivers{}
-	ln, err := net.Listen("tcp", gatewayIP+":"+slackSinkPort)
+// startReceivers starts a Slack sink on slackAddr and mailpit with its SMTP on smtpAddr; stop
+// ends both.
+func startReceivers(slackAddr, smtpAddr string) (*receivers, func(), error) {
+	r := &receivers{slackAddr: slackAddr, smtpAddr: smtpAddr}
+	ln, err := net.Listen("tcp", slackAddr)
 	if err != nil {
-		return nil, fmt.Errorf("slack sink on the test network's gateway: %w", err)
+		return nil, nil, fmt.Errorf("slack sink on %s: %w", slackAddr, err)
 	}
 	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
@@ -118,16 +126,18 @@ func startReceivers() (*receivers, error) {
 	}))
 	bin, err := mailpitBinary()
 	if err != nil {
-		return nil, err
+		ln.Close()
+		return nil, nil, err
 	}
 	apiAddr := freeAddrNoT()
-	cmd := exec.Command(bin, "--smtp", gatewayIP+":"+smtpPort, "--listen", apiAddr)
+	cmd := exec.Command(bin, "--smtp", smtpAddr, "--listen", apiAddr)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		ln.Close()
+		return nil, nil, err
 	}
-	cleanups = append(cleanups, func() { cmd.Process.Kill(); cmd.Wait() })
+	stop := func() { ln.Close(); cmd.Process.Kill(); cmd.Wait() }
 	r.mailAPI = "http://" + apiAddr
 	if err := eventually(30*time.Second, 200*time.Millisecond, func() error {
 		resp, err := http.Get(r.mailAPI + "/api/v1/messages")
@@ -137,9 +147,10 @@ func startReceivers() (*receivers, error) {
 		resp.Body.Close()
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("mailpit did not start: %v\n%s", err, out.String())
+		stop()
+		return nil, nil, fmt.Errorf("mailpit did not start: %v\n%s", err, out.String())
 	}
-	return r, nil
+	return r, stop, nil
 }
 
 func mailpitBinary() (string, error) {
@@ -164,6 +175,27 @@ func freeAddrNoT() string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// agentAlertsConfig is an agent's alerts section sending to these receivers, with Alertmanager
+// at amAddr (where nothing need listen).
+func (r *receivers) agentAlertsConfig(t *testing.T, amAddr string) string {
+	t.Helper()
+	hook := filepath.Join(t.TempDir(), "slack_webhook_url")
+	if err := os.WriteFile(hook, []byte("http://"+r.slackAddr+"/slack\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`alerts:
+  alertmanager_url: http://%s
+  resend_interval: 5s
+  slack:
+    webhook_url_file: %s
+  email:
+    smarthost: %s
+    from: agent@example.test
+    to: [ops@example.test]
+    require_tls: false
+`, amAddr, hook, r.smtpAddr)
 }
 
 // reset forgets what was received so far (notifications of earlier steps).
