@@ -45,7 +45,7 @@ type Engine interface {
 }
 
 // Events receives what the agent must tell people about (deploy failed, rolled back, drift
-// corrected). The alerting issue delivers them; until then they are logged and counted.
+// corrected): package alerts logs, counts and delivers them.
 type Events interface {
 	Event(ctx context.Context, name string, firing bool, labels map[string]string, description string)
 }
