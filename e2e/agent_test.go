@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -222,7 +223,10 @@ type agentStatus struct {
 	BadReason  string `json:"bad_reason"`
 	InProgress string `json:"in_progress"`
 	LastResult string `json:"last_result"`
-	Drift      []struct {
+	Alerts     []struct {
+		Name string `json:"name"`
+	} `json:"alerts"`
+	Drift []struct {
 		Service string `json:"service"`
 		Reason  string `json:"reason"`
 	} `json:"drift"`
@@ -459,6 +463,14 @@ func TestAgent(t *testing.T) {
 		// by e-mail, DeployRolledBack (warning) on Slack, straight from the agent.
 		waitNotified(t, recv, time.Minute, true, true, "DeployFailed")
 		waitNotified(t, recv, time.Minute, true, false, "DeployRolledBack")
+		// And `agent status` shows them, receivers or not.
+		var firing []string
+		for _, al := range a.status().Alerts {
+			firing = append(firing, al.Name)
+		}
+		if !slices.Contains(firing, "DeployFailed") || !slices.Contains(firing, "DeployRolledBack") {
+			t.Fatalf("agent status shows the alerts %v, want DeployFailed and DeployRolledBack", firing)
+		}
 		metrics, _ := http.Get("http://" + a.addr + "/metrics")
 		var buf bytes.Buffer
 		buf.ReadFrom(metrics.Body)

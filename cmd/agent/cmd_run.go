@@ -126,7 +126,7 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler: api.Handler(rec, api.Options{
 			Ref: cfg.Source.Ref, WebhookSecret: []byte(cfg.Webhook.Secret), APIToken: cfg.API.Token,
-			Gatherer: reg, Log: log,
+			Gatherer: reg, Log: log, Alerts: events.Firing,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	agentsync "github.com/hastack/hastack/internal/sync"
+	"github.com/hastack/hastack/internal/api"
 )
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -23,7 +23,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	var st agentsync.Status
+	var st api.StatusResponse
 	if err := call(ctx, "GET", base+"/api/v1/status", token, &st); err != nil {
 		return err
 	}
@@ -36,7 +36,8 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-func printStatus(w io.Writer, st agentsync.Status) {
+func printStatus(w io.Writer, resp api.StatusResponse) {
+	st := resp.Status
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "project\t%s\n", st.Project)
 	fmt.Fprintf(tw, "source\t%s at %s\n", orDash(st.Ref), short(st.Remote))
@@ -65,6 +66,14 @@ func printStatus(w io.Writer, st agentsync.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", s.Service, s.Container, s.State, s.Ready)
 	}
 	tw.Flush()
+
+	fmt.Fprintln(w, "\nALERTS (the agent's own, firing)")
+	if len(resp.Alerts) == 0 {
+		fmt.Fprintln(w, "none")
+	}
+	for _, a := range resp.Alerts {
+		fmt.Fprintf(w, "%s since %s: %s\n", a.Name, a.Since.Local().Format("2006-01-02 15:04:05"), oneLine(a.Description, 160))
+	}
 
 	fmt.Fprintln(w, "\nDRIFT")
 	if len(st.Drift) == 0 {

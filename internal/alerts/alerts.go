@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -27,6 +28,7 @@ type Logger struct {
 
 	mu     sync.Mutex
 	active map[string]bool // alerts firing now, by name
+	shown  map[string]Firing
 }
 
 // NewLogger registers its metrics with reg (nil: not registered).
@@ -40,6 +42,7 @@ func NewLogger(log *slog.Logger, reg prometheus.Registerer) *Logger {
 			Name: "hastack_agent_alert_firing", Help: "1 while the agent's alert fires.",
 		}, []string{"alertname"}),
 		active: map[string]bool{},
+		shown:  map[string]Firing{},
 	}
 	if reg != nil {
 		reg.MustRegister(l.total, l.firing)
@@ -71,6 +74,9 @@ func (l *Logger) Event(ctx context.Context, name string, firing bool, labels map
 		if !kindOf(name).oneShot {
 			l.firing.WithLabelValues(name).Set(1)
 			l.mu.Lock()
+			if !l.active[name] {
+				l.shown[name] = Firing{Name: name, Since: time.Now().UTC(), Labels: labels, Description: description}
+			}
 			l.active[name] = true
 			l.mu.Unlock()
 		}
@@ -96,9 +102,31 @@ func (l *Logger) resolve(ctx context.Context, name string, labels map[string]str
 	l.firing.WithLabelValues(name).Set(0)
 	l.mu.Lock()
 	delete(l.active, name)
+	delete(l.shown, name)
 	l.mu.Unlock()
 	l.log.InfoContext(ctx, "resolved "+name, attrs...)
 	if l.delivery != nil {
 		l.delivery.Event(name, false, labels, "")
 	}
+}
+
+// Firing is one of the agent's alerts that fires now, as `agent status` shows it.
+type Firing struct {
+	Name        string            `json:"name"`
+	Since       time.Time         `json:"since"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Description string            `json:"description"`
+}
+
+// Firing returns the agent's alerts that fire now, oldest first: what `agent status` shows,
+// whether or not any receiver is configured.
+func (l *Logger) Firing() []Firing {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Firing, 0, len(l.shown))
+	for _, f := range l.shown {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hastack/hastack/internal/alerts"
 	agentsync "github.com/hastack/hastack/internal/sync"
 	"github.com/hastack/hastack/internal/webhook"
 )
@@ -36,6 +37,15 @@ type Options struct {
 	APIToken string
 	Gatherer prometheus.Gatherer
 	Log      *slog.Logger
+	// Alerts returns the agent's alerts that fire now, shown in the status; nil: none.
+	Alerts func() []alerts.Firing
+}
+
+// StatusResponse is GET /api/v1/status: the reconcile loop's status and the agent's firing
+// alerts.
+type StatusResponse struct {
+	agentsync.Status
+	Alerts []alerts.Firing `json:"alerts"`
 }
 
 // MetricsHandler serves /metrics and /healthz only: for an address other programs reach (the
@@ -59,7 +69,11 @@ func Handler(r Reconciler, o Options) http.Handler {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	}
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusOK, r.Status(req.Context()))
+		resp := StatusResponse{Status: r.Status(req.Context()), Alerts: []alerts.Firing{}}
+		if o.Alerts != nil {
+			resp.Alerts = o.Alerts()
+		}
+		writeJSON(w, http.StatusOK, resp)
 	})
 	mux.HandleFunc("POST /api/v1/sync", func(w http.ResponseWriter, req *http.Request) {
 		if o.APIToken != "" && !bearerOK(req, o.APIToken) {

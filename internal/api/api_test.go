@@ -5,13 +5,16 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hastack/hastack/internal/alerts"
 	agentsync "github.com/hastack/hastack/internal/sync"
 )
 
@@ -94,5 +97,23 @@ func TestRefMatches(t *testing.T) {
 		if got := refMatches(tt.pushed, tt.followed); got != tt.want {
 			t.Errorf("refMatches(%q, %q) = %v", tt.pushed, tt.followed, got)
 		}
+	}
+}
+
+func TestStatusShowsFiringAlerts(t *testing.T) {
+	since := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
+	h := Handler(&fakeReconciler{}, Options{Alerts: func() []alerts.Firing {
+		return []alerts.Firing{{Name: "BackupFailed", Since: since, Description: "backup failed: store unreachable"}}
+	}})
+	rr := httptest.NewRecorder()
+	h.ServeHTTP(rr, httptest.NewRequest("GET", "/api/v1/status", nil))
+	var got StatusResponse
+	if err := json.Unmarshal(rr.Body.Bytes(), &got); err != nil || len(got.Alerts) != 1 || got.Alerts[0].Name != "BackupFailed" || !got.Alerts[0].Since.Equal(since) {
+		t.Fatalf("status %s: %v", rr.Body.String(), err)
+	}
+	rr = httptest.NewRecorder()
+	Handler(&fakeReconciler{}, Options{}).ServeHTTP(rr, httptest.NewRequest("GET", "/api/v1/status", nil))
+	if !strings.Contains(rr.Body.String(), `"alerts": []`) {
+		t.Fatalf("without alerts the status must say so with an empty list: %s", rr.Body.String())
 	}
 }
