@@ -564,7 +564,7 @@ func TestAgentRollsOutWebChange(t *testing.T) {
 	repo.git(repoDir, "commit", "-q", "-m", "the stack")
 	head := repo.git(repoDir, "rev-parse", "HEAD")
 
-	a := newAgent(t, buildAgent(t), repoDir)
+	a := newAgent(t, buildAgent(t), repoDir, "metrics_listen: "+dockerBridgeIP(t)+":"+agentMetricsPort+"\n")
 	cfg, _ := os.ReadFile(a.cfg)
 	cfg = []byte(strings.Replace(string(cfg), "project: "+agentProject, "project: "+project+
 		"\n  files: [docker-compose.yml, docker-compose.override.yml]\n  health_timeout: 5m", 1))
@@ -580,6 +580,26 @@ func TestAgentRollsOutWebChange(t *testing.T) {
 	a.waitApplied(head, 10*time.Minute)
 	if err := waitHealthy(ctx, 3*time.Minute, longRunning...); err != nil {
 		t.Fatal(err)
+	}
+	// The stack's Prometheus scrapes the agent (job agent) through the Docker bridge, so the
+	// agent's and the backups' rules have data.
+	if err := eventually(time.Minute, 2*time.Second, func() error {
+		var r struct {
+			Data struct {
+				Result []struct {
+					Metric map[string]string `json:"metric"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if err := promGet("/api/v1/query?query="+urlQueryEscape(`hastack_agent_deployed_info{job="agent"}`), &r); err != nil {
+			return err
+		}
+		if len(r.Data.Result) == 0 {
+			return fmt.Errorf("no hastack_agent_deployed_info from job agent")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("Prometheus does not scrape the agent: %v", err)
 	}
 
 	// Under load, commit a change to the page.

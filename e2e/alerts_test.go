@@ -29,7 +29,24 @@ const (
 	smtpPort       = "19025"
 	slackSinkPort  = "19026"
 	mailpitVersion = "v1.27.11"
+	// agentMetricsPort is where an agent under test serves /metrics on the Docker bridge.
+	agentMetricsPort = "19700"
 )
+
+// dockerBridgeIP is the default bridge's address (host.docker.internal in containers).
+func dockerBridgeIP(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("docker", "network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}").Output()
+	if ip := strings.TrimSpace(string(out)); err == nil && ip != "" {
+		return ip
+	}
+	out, err = exec.Command("ip", "-4", "-o", "addr", "show", "docker0").Output()
+	if f := strings.Fields(string(out)); err == nil && len(f) >= 4 {
+		return strings.Split(f[3], "/")[0]
+	}
+	t.Fatalf("the Docker bridge's address: neither docker network inspect bridge nor ip addr show docker0 tells it (install iproute2)")
+	return ""
+}
 
 // alertSettings are the stack's receiver settings and short group timings for the tests.
 func alertSettings() []string {
@@ -57,6 +74,8 @@ func prepareAlerting(stackDir string) error {
 	}
 	b = bytes.ReplaceAll(b, []byte("scrape_interval: 15s"), []byte("scrape_interval: 5s"))
 	b = bytes.ReplaceAll(b, []byte("evaluation_interval: 15s"), []byte("evaluation_interval: 5s"))
+	// The agent under test serves its metrics on a port of its own, beside a user's agent.
+	b = bytes.ReplaceAll(b, []byte("host.docker.internal:9700"), []byte("host.docker.internal:"+agentMetricsPort))
 	if err := os.WriteFile(prom, b, 0o644); err != nil {
 		return err
 	}
