@@ -88,7 +88,11 @@ func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, pru
 		return backup.Manifest{}, nil, err
 	}
 	m, err := backup.Run(ctx, backup.Options{Replica: cfg.Backup.Replica, Primary: cfg.Backup.Primary,
-		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, AgentVersion: version, Note: note}, dockerDB{engine}, store)
+		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, AgentVersion: version, Note: note,
+		Taken: func(ctx context.Context, id string) (bool, error) {
+			objs, err := store.List(ctx, id+"/")
+			return len(objs) > 0, err
+		}}, dockerDB{engine}, store)
 	if err != nil || !prune {
 		return m, nil, err
 	}

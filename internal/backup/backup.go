@@ -47,6 +47,10 @@ type Options struct {
 	AgentVersion string
 	StackCommit  string
 	Note         string // recorded in the manifest: why this backup was taken
+	// Taken reports whether the store already holds objects of a backup id (ids have a
+	// second's resolution: two backups in one second, such as a backup and the safety backup
+	// of a restore, must not share one). nil: not checked.
+	Taken func(ctx context.Context, id string) (bool, error)
 }
 
 // dumpArgs are mariadb-dump's flags for both roles: a consistent InnoDB snapshot without
@@ -63,8 +67,10 @@ var dumpArgs = []string{
 // the dump finished without error and the upload completed, so a failed backup leaves no
 // manifest (and, with an S3 store that aborts failed uploads, no object).
 func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, error) {
-	now := time.Now().UTC()
-	started := now.Truncate(time.Second)
+	started, err := freeID(ctx, o.Taken)
+	if err != nil {
+		return Manifest{}, err
+	}
 	m := Manifest{Version: ManifestVersion, ID: NewID(started), Started: started, Encrypted: len(o.Recipients) > 0,
 		Tools: map[string]string{ToolAgent: orUnknown(o.AgentVersion)}, StackCommit: o.StackCommit, Note: o.Note}
 	m.DumpKey = DumpKey(m.ID, m.Encrypted)
@@ -115,6 +121,30 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 		return m, fmt.Errorf("write manifest of %s: %w", m.ID, err)
 	}
 	return m, nil
+}
+
+// freeID returns the start time of a new backup: now, truncated to its id's second, or the next
+// second when a backup already holds that id.
+func freeID(ctx context.Context, taken func(ctx context.Context, id string) (bool, error)) (time.Time, error) {
+	for range 3 {
+		started := time.Now().UTC().Truncate(time.Second)
+		if taken == nil {
+			return started, nil
+		}
+		busy, err := taken(ctx, NewID(started))
+		if err != nil {
+			return time.Time{}, fmt.Errorf("check backup id %s: %w", NewID(started), err)
+		}
+		if !busy {
+			return started, nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(time.Until(started.Add(time.Second))):
+		}
+	}
+	return time.Time{}, errors.New("no free backup id after 3 seconds: another agent backs up to the same store and prefix?")
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

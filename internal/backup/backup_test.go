@@ -174,3 +174,23 @@ func TestRunStopsTheDumpWhenTheUploadFails(t *testing.T) {
 		t.Fatalf("a failed backup wrote %v", st.objects)
 	}
 }
+
+func TestRunNeverReusesABackupID(t *testing.T) {
+	var asked []string
+	first := ""
+	taken := func(ctx context.Context, id string) (bool, error) {
+		asked = append(asked, id)
+		if first == "" {
+			first = id
+		}
+		return id == first, nil // the current second's id is taken
+	}
+	m, err := Run(context.Background(), Options{Replica: "r", Primary: "p", PasswordFile: "/p", Taken: taken},
+		&fakeDB{replicaReady: true, dump: realHeader + sampleDump + realTrailer}, &memStore{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ID == first || len(asked) != 2 {
+		t.Fatalf("backup %s, ids asked %v: a taken id must not be used", m.ID, asked)
+	}
+}
