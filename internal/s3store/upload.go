@@ -76,9 +76,9 @@ func (s *Store) abort(ctx context.Context, key *string, uploadID string) error {
 		UploadId: aws.String(uploadID),
 	})
 	if err != nil {
-		return fmt.Errorf("abort multipart upload %s of %q: %w: its parts remain in bucket %s and cost storage; "+
+		return fmt.Errorf("%w: its parts remain in bucket %s and cost storage; "+
 			"remove them with AbortMultipartUpload or a lifecycle rule for incomplete multipart uploads",
-			uploadID, aws.ToString(key), err, s.bucket)
+			s.wrapErr(fmt.Sprintf("abort multipart upload %s of %q", uploadID, aws.ToString(key)), false, err), s.bucket)
 	}
 	return nil
 }
