@@ -127,7 +127,8 @@ func openStore(ctx context.Context, cfg config.Config) (*s3store.Store, error) {
 		return nil, &config.FieldError{Field: "backup.s3.bucket", Problem: "required for backups: where do they go?"}
 	}
 	store, err := s3store.New(ctx, s3store.Options{Endpoint: s3.Endpoint, Region: s3.Region, Bucket: s3.Bucket, Prefix: s3.Prefix,
-		PathStyle: s3.PathStyle, AccessKeyID: s3.AccessKeyID, SecretAccessKey: s3.SecretAccessKey, CAFile: s3.CAFile})
+		PathStyle: s3.PathStyle, AccessKeyID: s3.AccessKeyID, SecretAccessKey: s3.SecretAccessKey, CAFile: s3.CAFile,
+		PartSize: int64(s3.PartSizeMiB) << 20})
 	if err != nil {
 		return nil, err
 	}

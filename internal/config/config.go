@@ -155,6 +155,9 @@ type S3 struct {
 	AccessKeyID         string `yaml:"access_key_id"` // "" = the usual AWS chain
 	SecretAccessKeyFile string `yaml:"secret_access_key_file"`
 	CAFile              string `yaml:"ca_file"`
+	// PartSizeMiB is the multipart upload's part size: memory holds three parts, and S3 allows
+	// 10,000 parts, so it bounds one backup to 10,000 x this (0: 5 MiB, 50 GiB).
+	PartSizeMiB int `yaml:"part_size_mib"`
 
 	SecretAccessKey string `yaml:"-"` // read at load
 }

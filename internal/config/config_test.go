@@ -471,6 +471,7 @@ func TestValidate(t *testing.T) {
 		{"alerts_email_smarthost_no_port", "alerts.email.smarthost"},
 		{"alerts_email_bad_to", "alerts.email.to[1]"},
 		{"alerts_email_user_no_password", "alerts.email.password_file"},
+		{"part_size", "backup.s3.part_size_mib"},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {

@@ -100,6 +100,9 @@ func (c Config) Validate() error {
 	if c.StateDir == "" {
 		bad("state_dir", "required")
 	}
+	if p := c.Backup.S3.PartSizeMiB; p != 0 && (p < 5 || p > 5120) {
+		bad("backup.s3.part_size_mib", "%d is outside S3's limits: use 5 to 5120, or 0 for 5 (backups up to 50 GiB compressed)", p)
+	}
 	if c.Backup.TimeZone != "" {
 		if _, err := time.LoadLocation(c.Backup.TimeZone); err != nil {
 			bad("backup.time_zone", "%v", err)
