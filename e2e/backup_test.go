@@ -69,24 +69,11 @@ func startS3(t *testing.T, access, secret string) (endpoint, dir string) {
 // store; an independent client (curl, SigV4) downloads it, the standard zstd tool decompresses
 // it, and the manifest's row count is the database's.
 func testBackupToS3(t *testing.T, ctx context.Context) {
-	const access, secret = "E2EACCESS", "e2e-secret-key-123"
-	endpoint, _ := startS3(t, access, secret)
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "s3.secret"), []byte(secret+"\n"), 0o600)
-	cfg := filepath.Join(dir, "agent.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`source: {url: /nonexistent}
-backup:
-  replica: %s
-  primary: %s
-  s3:
-    endpoint: %s
-    bucket: backups
-    prefix: e2e/
-    path_style: true
-    access_key_id: %s
-    secret_access_key_file: %s
-  retention: {keep_last: 1, daily: 1, weekly: 0, monthly: 0}
-`, c("db_slave"), c("db_master"), endpoint, access, filepath.Join(dir, "s3.secret"))), 0o600)
+	const access, secret = s3Access, s3Secret
+	b := newBackupSetup(t)
+	endpoint := b.endpoint
+	// Keep one: the second backup below prunes the first.
+	cfg := b.writeConfig(t, endpoint, "{keep_last: 1, daily: 1, weekly: 0, monthly: 0}")
 	for range 10 {
 		fetchPage(t)
 	}

@@ -30,12 +30,12 @@ func newBackupSetup(t *testing.T) backupSetup {
 	t.Helper()
 	endpoint, dir := startS3(t, s3Access, s3Secret)
 	b := backupSetup{endpoint: endpoint, dir: dir}
-	b.config = b.writeConfig(t, endpoint)
+	b.config = b.writeConfig(t, endpoint, "{keep_last: 20, daily: 0, weekly: 0, monthly: 0}")
 	return b
 }
 
-// writeConfig writes an agent configuration whose store is at endpoint.
-func (b backupSetup) writeConfig(t *testing.T, endpoint string) string {
+// writeConfig writes an agent configuration whose store is at endpoint, with a retention policy.
+func (b backupSetup) writeConfig(t *testing.T, endpoint, retention string) string {
 	t.Helper()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "s3.secret"), []byte(s3Secret+"\n"), 0o600)
@@ -51,8 +51,8 @@ backup:
     path_style: true
     access_key_id: %s
     secret_access_key_file: %s
-  retention: {keep_last: 20, daily: 0, weekly: 0, monthly: 0}
-`, c("db_slave"), c("db_master"), endpoint, s3Access, filepath.Join(dir, "s3.secret"))), 0o600)
+  retention: %s
+`, c("db_slave"), c("db_master"), endpoint, s3Access, filepath.Join(dir, "s3.secret"), retention)), 0o600)
 	return cfg
 }
 
@@ -277,13 +277,13 @@ func testBackupStoreUnreachable(t *testing.T, ctx context.Context) {
 	defer st.rootSQL(t, ctx, "db_master", "DROP TABLE app.bulk")
 	waitReplicaCaughtUp(t, ctx)
 	proxy := cutProxy(t, strings.TrimPrefix(b.endpoint, "http://"), 2<<20)
-	b.config = b.writeConfig(t, "http://"+proxy)
+	b.config = b.writeConfig(t, "http://"+proxy, "{keep_last: 20}")
 	out, err := b.agent(t, ctx, "backup")
 	if err == nil || !strings.Contains(out, "store unreachable") || strings.Contains(out, "mariadb-dump:") {
 		t.Fatalf("a backup whose store went away must fail on the upload: %v\n%s", err, out)
 	}
 	t.Log(lastLine(out))
-	b.config = b.writeConfig(t, b.endpoint)
+	b.config = b.writeConfig(t, b.endpoint, "{keep_last: 20}")
 	for _, e := range b.list(t, ctx) {
 		if e.Complete {
 			t.Fatalf("a backup interrupted by the store is listed as complete: %s", e.ID)
