@@ -31,22 +31,31 @@ func newAlertmanager(base string, client *http.Client) (*alertmanager, error) {
 
 // post sends alerts in one request. Any answer but 2xx is an error, with what Alertmanager said.
 func (a *alertmanager) post(ctx context.Context, alerts []Alert) error {
-	body, err := json.Marshal(alerts)
-	if err != nil {
-		return fmt.Errorf("encode alerts: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.endpoint, bytes.NewReader(body))
-	if err != nil {
+	if err := postJSON(ctx, a.client, a.endpoint, alerts); err != nil {
 		return fmt.Errorf("post to Alertmanager at %s: %w", a.host, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.client.Do(req)
+	return nil
+}
+
+// postJSON posts v as JSON to url. Any answer but 2xx is an error, with the start of what the
+// server said; no error carries the URL (see withoutURL).
+func postJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	body, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("post to Alertmanager at %s: %w", a.host, withoutURL(err))
+		return fmt.Errorf("encode: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build request: %w", withoutURL(err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return withoutURL(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("post to Alertmanager at %s: %s%s", a.host, resp.Status, bodyExcerpt(resp.Body))
+		return fmt.Errorf("%s%s", resp.Status, bodyExcerpt(resp.Body))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return nil

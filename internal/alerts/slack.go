@@ -1,12 +1,9 @@
 package alerts
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -45,23 +42,9 @@ type slackMessage struct {
 
 // Notify posts {"text": ...}: the title in bold, then the body.
 func (s *Slack) Notify(ctx context.Context, n Notification) error {
-	body, err := json.Marshal(slackMessage{Channel: s.channel, Text: "*" + n.Title() + "*\n" + n.Text()})
-	if err != nil {
-		return fmt.Errorf("slack: encode: %w", err)
+	msg := slackMessage{Channel: s.channel, Text: "*" + n.Title() + "*\n" + n.Text()}
+	if err := postJSON(ctx, s.client, s.url, msg); err != nil {
+		return fmt.Errorf("slack (%s): %w", s.host, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("slack (%s): build request: %w", s.host, withoutURL(err))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("slack (%s): %w", s.host, withoutURL(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("slack (%s): %s%s", s.host, resp.Status, bodyExcerpt(resp.Body))
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return nil
 }
