@@ -23,18 +23,14 @@ type containerServer struct {
 
 func (s containerServer) Name() string { return s.container }
 
-// client is the shell command line running the MariaDB client with args.
-func (s containerServer) client(args string) []string {
-	script := "exec mariadb -uroot " + args
-	if s.passwordFile != "" {
-		script = fmt.Sprintf(`MYSQL_PWD="$(cat %s)" || exit 3; export MYSQL_PWD; %s`, shellQuote(s.passwordFile), script)
-	}
-	return []string{"sh", "-c", script}
+// client is the command line running the MariaDB client as root with args.
+func (s containerServer) client(args ...string) []string {
+	return backup.RootCommand(s.passwordFile, "mariadb", append([]string{"-uroot"}, args...)...)
 }
 
 // Load runs the SQL read from sql; the client stops at the first error.
 func (s containerServer) Load(ctx context.Context, sql io.Reader) error {
-	e, err := s.engine.ExecInput(ctx, s.container, s.client("--batch --max-allowed-packet=1G --default-character-set=utf8mb4"), nil, sql)
+	e, err := s.engine.ExecInput(ctx, s.container, s.client("--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4"), nil, sql)
 	if err != nil {
 		return err
 	}
@@ -44,7 +40,7 @@ func (s containerServer) Load(ctx context.Context, sql io.Reader) error {
 
 // Query runs q and returns its rows (mariadb --batch: a tab-separated header, then rows).
 func (s containerServer) Query(ctx context.Context, q string) ([]map[string]string, error) {
-	e, err := s.engine.ExecStream(ctx, s.container, s.client("--batch -e "+shellQuote(q)), nil)
+	e, err := s.engine.ExecStream(ctx, s.container, s.client("--batch", "-e", q), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +97,5 @@ func scratchServer(ctx context.Context, engine *docker.Client, image, name, purp
 		}
 	}
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 var _ backup.Server = containerServer{}

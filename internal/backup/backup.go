@@ -81,9 +81,7 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 		container, role, position = o.Replica, RoleReplica, "--dump-slave=2"
 	}
 	m.Source = Source{Container: container, Role: role}
-	script := fmt.Sprintf(`MYSQL_PWD="$(cat %s)" || exit 3; export MYSQL_PWD; exec mariadb-dump %s %s`,
-		shellQuote(o.PasswordFile), position, strings.Join(dumpArgs, " "))
-	dump, err := db.StartDump(ctx, container, []string{"sh", "-c", script})
+	dump, err := db.StartDump(ctx, container, RootCommand(o.PasswordFile, "mariadb-dump", append([]string{position}, dumpArgs...)...))
 	if err != nil {
 		return m, fmt.Errorf("start the dump in %s: %w", container, err)
 	}
@@ -145,6 +143,20 @@ func freeID(ctx context.Context, taken func(ctx context.Context, id string) (boo
 		}
 	}
 	return time.Time{}, errors.New("no free backup id after 3 seconds: another agent backs up to the same store and prefix?")
+}
+
+// RootCommand is the command line that runs program with args in a database container as
+// root: with the password read inside the container from passwordFile, so that it never leaves
+// the container, or through the unix socket when passwordFile is "" (a scratch server).
+func RootCommand(passwordFile, program string, args ...string) []string {
+	script := "exec " + program
+	for _, a := range args {
+		script += " " + shellQuote(a)
+	}
+	if passwordFile != "" {
+		script = fmt.Sprintf(`MYSQL_PWD="$(cat %s)" || exit 3; export MYSQL_PWD; %s`, shellQuote(passwordFile), script)
+	}
+	return []string{"sh", "-c", script}
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -192,5 +195,27 @@ func TestRunNeverReusesABackupID(t *testing.T) {
 	}
 	if m.ID == first || len(asked) != 2 {
 		t.Fatalf("backup %s, ids asked %v: a taken id must not be used", m.ID, asked)
+	}
+}
+
+func TestRootCommand(t *testing.T) {
+	run := func(cmd []string) string {
+		t.Helper()
+		out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, out)
+		}
+		return string(out)
+	}
+	if got := run(RootCommand("", "printf", "%s|", "a b", "it's", "$HOME")); got != "a b|it's|$HOME|" {
+		t.Fatalf("arguments reached the program as %q", got)
+	}
+	pw := filepath.Join(t.TempDir(), "root's password")
+	os.WriteFile(pw, []byte("s3cret"), 0o600)
+	if got := run(RootCommand(pw, "sh", "-c", `printf %s "$MYSQL_PWD"`)); got != "s3cret" {
+		t.Fatalf("MYSQL_PWD = %q", got)
+	}
+	if _, err := exec.Command("sh", RootCommand(pw+".missing", "true")[1:]...).CombinedOutput(); err == nil {
+		t.Fatal("a missing password file must fail the command")
 	}
 }

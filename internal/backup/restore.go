@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -260,7 +261,7 @@ func CatchUp(ctx context.Context, primary, replica Server, timeout time.Duration
 	st := status[0]
 	if st["Slave_IO_Running"] != "Yes" || st["Slave_SQL_Running"] != "Yes" {
 		return "", fmt.Errorf("%s stopped replicating: IO %s, SQL %s: %s; look at SHOW SLAVE STATUS\\G on it, or rebuild it from the primary",
-			replica.Name(), st["Slave_IO_Running"], st["Slave_SQL_Running"], firstNonEmpty(st["Last_SQL_Error"], st["Last_IO_Error"], "no error recorded"))
+			replica.Name(), st["Slave_IO_Running"], st["Slave_SQL_Running"], cmp.Or(st["Last_SQL_Error"], st["Last_IO_Error"], "no error recorded"))
 	}
 	if rows[0]["waited"] != "0" {
 		return "", fmt.Errorf("%s did not reach %s's GTID position %s within %s (it is at %s)", replica.Name(), primary.Name(), pos, timeout, st["Gtid_IO_Pos"])
@@ -286,15 +287,6 @@ func orNoRows(err error) error {
 		return errors.New("no answer")
 	}
 	return err
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
