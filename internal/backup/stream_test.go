@@ -131,3 +131,32 @@ func TestStreamUploadFailureStopsTheDump(t *testing.T) {
 		t.Error("the whole dump was read although the upload had failed")
 	}
 }
+
+// failAfterFirstWrite takes the zstd frame header, then fails: an upload that went away.
+type failAfterFirstWrite struct{ writes int }
+
+func (f *failAfterFirstWrite) Write(p []byte) (int, error) {
+	f.writes++
+	if f.writes > 1 {
+		return 0, errors.New("connection reset")
+	}
+	return len(p), nil
+}
+
+// A source that fails while the compressor's goroutines are failing to write: run with -race,
+// this is the zstd Encoder.ReadFrom race (see writeOnly) in its plainest form.
+func TestCompressSourceFailsWhileTheOutputFails(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  io.Reader
+	}{
+		{"source fails", &failingReader{r: bytes.NewReader(fakeDump(4 << 20)), after: 5 << 16}},
+		{"source ends", bytes.NewReader(fakeDump(3 << 17))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := compress(tc.src, &failAfterFirstWrite{}, nil); err == nil {
+				t.Fatal("compress succeeded although its output failed")
+			}
+		})
+	}
+}
