@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/hastack/hastack/internal/config"
 )
 
 // RollingLabel on a service puts it in a rolling group: the agent updates the members of a group
@@ -85,7 +87,9 @@ func (p Project) base() []string {
 	return args
 }
 
-// run runs `docker compose <args>` in the project and returns its stdout.
+// run runs `docker compose <args>` in the project and returns its stdout. The CLI inherits
+// the agent's environment without the agent's secrets (config.ChildEnv): a compose file
+// cannot interpolate them, nor a plugin read them.
 func (p Project) run(ctx context.Context, args ...string) ([]byte, error) {
 	bin := p.Binary
 	if bin == "" {
@@ -93,6 +97,7 @@ func (p Project) run(ctx context.Context, args ...string) ([]byte, error) {
 	}
 	cmd := exec.CommandContext(ctx, bin, append(p.base(), args...)...)
 	cmd.Dir = p.Dir
+	cmd.Env = config.ChildEnv(os.Environ())
 	var stdout, combined bytes.Buffer
 	cmd.Stdout = io.MultiWriter(&stdout, &combined)
 	stderr := io.Writer(&combined)

@@ -73,3 +73,38 @@ func TestWriteDigestOverride(t *testing.T) {
 		t.Fatal("db's digest changed")
 	}
 }
+
+// TestRunEnvironment: the compose CLI gets what it needs from the agent's environment and
+// none of the agent's secrets.
+func TestRunEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "docker")
+	// A stand-in for the docker CLI that prints its environment.
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\nexec env\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HASTACK_AGENT_GIT_TOKEN", "ghp_leak")
+	t.Setenv("HASTACK_AGENT_WEBHOOK_SECRET", "hook_leak")
+	t.Setenv("HASTACK_AGENT_API_TOKEN", "api_leak")
+	t.Setenv("HASTACK_AGENT_SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/slack_leak")
+	t.Setenv("HASTACK_AGENT_SMTP_PASSWORD", "smtp_leak")
+	t.Setenv("HASTACK_AGENT_S3_SECRET_ACCESS_KEY", "s3_leak")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "aws_leak")
+	t.Setenv("DOCKER_HOST", "unix:///run/test-docker.sock")
+	t.Setenv("HOME", "/home/test")
+
+	p := Project{Name: "test", Dir: dir, Binary: bin}
+	out, err := p.run(t.Context(), "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(out)
+	for _, want := range []string{"DOCKER_HOST=unix:///run/test-docker.sock\n", "HOME=/home/test\n", "PATH=" + os.Getenv("PATH") + "\n"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("the CLI's environment lacks %q:\n%s", want, env)
+		}
+	}
+	if strings.Contains(env, "_leak") || strings.Contains(env, "HASTACK_AGENT_") {
+		t.Errorf("a secret reaches the CLI:\n%s", env)
+	}
+}

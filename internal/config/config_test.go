@@ -685,3 +685,59 @@ func TestWarnings(t *testing.T) {
 		t.Errorf("warnings %q, want one about alerts.slack.webhook_url_file", ws)
 	}
 }
+
+func TestChildEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		want    []string
+	}{
+		{
+			name: "what compose needs passes through, in order",
+			environ: []string{"PATH=/usr/bin:/bin", "HOME=/root", "DOCKER_HOST=unix:///run/docker.sock",
+				"DOCKER_CONFIG=/root/.docker", "COMPOSE_PROFILES=grafana", "LANG=C.UTF-8", "EMPTY="},
+			want: []string{"PATH=/usr/bin:/bin", "HOME=/root", "DOCKER_HOST=unix:///run/docker.sock",
+				"DOCKER_CONFIG=/root/.docker", "COMPOSE_PROFILES=grafana", "LANG=C.UTF-8", "EMPTY="},
+		},
+		{
+			name: "the agent's variables and AWS credentials are removed",
+			environ: []string{"HASTACK_AGENT_GIT_TOKEN=ghp_x", "PATH=/bin", "HASTACK_AGENT_WEBHOOK_SECRET=w",
+				"HASTACK_AGENT_API_TOKEN_FILE=/run/secrets/api", "HASTACK_AGENT_CONFIG=/etc/agent.yml",
+				"AWS_ACCESS_KEY_ID=AKIA", "AWS_SECRET_ACCESS_KEY=s", "AWS_SESSION_TOKEN=t", "HOME=/root"},
+			want: []string{"PATH=/bin", "HOME=/root"},
+		},
+		{
+			name:    "only the prefix counts: similar names stay",
+			environ: []string{"MY_HASTACK_AGENT_TOKEN=x", "HASTACK_AGENTX=y", "XAWS_KEY=z", "hastack_agent_git_token=lower"},
+			want:    []string{"MY_HASTACK_AGENT_TOKEN=x", "HASTACK_AGENTX=y", "XAWS_KEY=z", "hastack_agent_git_token=lower"},
+		},
+		{
+			name:    "a value that looks like a secret's assignment is not a name",
+			environ: []string{"NOTE=HASTACK_AGENT_GIT_TOKEN=x"},
+			want:    []string{"NOTE=HASTACK_AGENT_GIT_TOKEN=x"},
+		},
+		{
+			name:    "empty",
+			environ: nil,
+			want:    []string{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ChildEnv(tt.environ); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ChildEnv(%q) = %q, want %q", tt.environ, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestChildEnvDropsEverySecret: whatever secret the configuration reads from the environment,
+// its value variable never reaches a child process.
+func TestChildEnvDropsEverySecret(t *testing.T) {
+	for _, s := range secrets {
+		env := ChildEnv([]string{s.env + "=secret-value", "PATH=/bin"})
+		if !reflect.DeepEqual(env, []string{"PATH=/bin"}) {
+			t.Errorf("%s: child environment %q", s.env, env)
+		}
+	}
+}

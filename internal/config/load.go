@@ -175,3 +175,19 @@ func readSecrets(c *Config, env func(string) string, readFile func(string) ([]by
 	}
 	return nil
 }
+
+// ChildEnv returns environ (in os.Environ's form) without what the processes the agent starts
+// (docker compose) must not inherit: every HASTACK_AGENT_* variable, the secrets among them,
+// and every AWS_* variable, which hold the S3 client's credentials. PATH, HOME, DOCKER_* and
+// the rest pass through unchanged.
+func ChildEnv(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "HASTACK_AGENT_") || strings.HasPrefix(name, "AWS_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
