@@ -209,9 +209,10 @@ func (a *agentProc) kill9() {
 	a.cmd = nil
 }
 
-// cli runs an agent subcommand against this agent.
+// cli runs an agent subcommand against this agent: its configuration gives the address and
+// the API token the agent made in its state directory.
 func (a *agentProc) cli(args ...string) (string, error) {
-	cmd := exec.Command(a.bin, append(args[:1:1], append([]string{"--addr", a.addr}, args[1:]...)...)...)
+	cmd := exec.Command(a.bin, append(args[:1:1], append([]string{"--config", a.cfg}, args[1:]...)...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -349,6 +350,10 @@ func TestAgent(t *testing.T) {
 				t.Fatalf("%s: %+v", svc, c)
 			}
 		}
+	})
+
+	t.Run("the API refuses paths and requests without the token, and changes nothing", func(t *testing.T) {
+		checkAPIRefusesPaths(t, a)
 	})
 
 	t.Run("a commit outside the stack recreates nothing", func(t *testing.T) {

@@ -119,17 +119,22 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	token := cfg.API.Token
+	if token == "" {
+		path := api.DefaultTokenFile(cfg.StateDir)
+		if token, err = api.LoadOrCreateToken(path); err != nil {
+			return fmt.Errorf("%w (or set api.token_file)", err)
+		}
+		log.Info("API token", "file", path)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (change listen in the configuration)", cfg.Listen, err)
 	}
-	srv := &http.Server{
-		Handler: api.Handler(rec, api.Options{
-			Ref: cfg.Source.Ref, WebhookSecret: []byte(cfg.Webhook.Secret), APIToken: cfg.API.Token,
-			Gatherer: reg, Log: log, Alerts: events.Firing,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := api.NewServer(api.Handler(rec, api.Options{
+		Ref: cfg.Source.Ref, WebhookSecret: []byte(cfg.Webhook.Secret), APIToken: token, Listen: cfg.Listen,
+		Gatherer: reg, Log: log, Alerts: events.Firing,
+	}))
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
@@ -141,7 +146,7 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w (change metrics_listen in the configuration)", cfg.MetricsListen, err)
 		}
-		msrv := &http.Server{Handler: api.MetricsHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+		msrv := api.NewServer(api.MetricsHandler(reg))
 		go msrv.Serve(mln)
 		defer msrv.Close()
 		log.Info("serving metrics", "addr", mln.Addr().String())

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/hastack/hastack/internal/api"
 	"github.com/hastack/hastack/internal/config"
 )
 
@@ -45,23 +46,24 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.config, "config", os.Getenv("HASTACK_AGENT_CONFIG"), "the agent's configuration file, for its address and API token (env HASTACK_AGENT_CONFIG)")
 }
 
-// resolve returns the base URL and API token to use.
+// resolve returns the base URL and API token to use: the token of the configuration
+// (api.token_file, HASTACK_AGENT_API_TOKEN(_FILE)), else the one the agent made in its state
+// directory.
 func (c *clientFlags) resolve() (baseURL, token string, err error) {
-	addr := c.addr
-	if c.config != "" || addr == "" {
-		cfg, err := config.Load(c.config)
-		if err != nil && c.config != "" {
+	cfg, err := config.Load(c.config)
+	if err != nil {
+		if c.config != "" {
 			return "", "", err
 		}
-		if err == nil {
-			token = cfg.API.Token
-			if addr == "" {
-				addr = cfg.Listen
-			}
-		}
+		cfg = config.Default() // no configuration at all: the defaults, and --addr
 	}
+	token = cfg.API.Token
+	if token == "" {
+		token, _ = api.ReadToken(api.DefaultTokenFile(cfg.StateDir)) // none: the agent says 401 and where to look
+	}
+	addr := c.addr
 	if addr == "" {
-		addr = config.Default().Listen
+		addr = cfg.Listen
 	}
 	return "http://" + addr, token, nil
 }

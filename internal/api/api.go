@@ -1,5 +1,7 @@
 // Package api is the agent's HTTP interface: /healthz, /metrics, the status and sync API that
-// `agent status|sync|diff` use, and the push webhook.
+// `agent status|sync|diff` use, and the push webhook. /healthz and /metrics are open; every
+// /api/v1/ request needs the bearer token and a Host header naming the listen address; the
+// webhook is authenticated by its signature. Its servers time out slow clients (NewServer).
 package api
 
 import (
@@ -8,8 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -33,8 +38,12 @@ type Options struct {
 	Ref string
 	// WebhookSecret authenticates webhooks; empty disables the endpoint (404).
 	WebhookSecret []byte
-	// APIToken, when set, is required as a bearer token by POST /api/v1/sync.
+	// APIToken is the bearer token every /api/v1/* request must carry; empty refuses them all.
 	APIToken string
+	// Listen is the address the API is served on: /api/v1/* requests must name it (or
+	// "localhost" for a loopback or wildcard address) in their Host header, so a web page
+	// whose name rebinds to this host's address cannot reach the API (DNS rebinding).
+	Listen   string
 	Gatherer prometheus.Gatherer
 	Log      *slog.Logger
 	// Alerts returns the agent's alerts that fire now, shown in the status; nil: none.
@@ -68,29 +77,35 @@ func Handler(r Reconciler, o Options) http.Handler {
 	if o.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	}
-	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, req *http.Request) {
+	mux.Handle("GET /api/v1/status", o.guard(func(w http.ResponseWriter, req *http.Request) {
 		resp := StatusResponse{Status: r.Status(req.Context()), Alerts: []alerts.Firing{}}
 		if o.Alerts != nil {
 			resp.Alerts = o.Alerts()
 		}
 		writeJSON(w, http.StatusOK, resp)
-	})
-	mux.HandleFunc("POST /api/v1/sync", func(w http.ResponseWriter, req *http.Request) {
-		if o.APIToken != "" && !bearerOK(req, o.APIToken) {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token (api.token_file)"})
-			return
-		}
+	}))
+	mux.Handle("POST /api/v1/sync", o.guard(func(w http.ResponseWriter, req *http.Request) {
 		r.Trigger("api")
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "sync triggered"})
-	})
-	mux.HandleFunc("GET /api/v1/diff", func(w http.ResponseWriter, req *http.Request) {
-		rev, plan, err := r.Plan(req.Context(), req.URL.Query().Get("commit"))
-		if err != nil {
+	}))
+	mux.Handle("GET /api/v1/diff", o.guard(func(w http.ResponseWriter, req *http.Request) {
+		ctx, cancel := context.WithTimeout(req.Context(), diffTimeout)
+		defer cancel()
+		rev, plan, err := r.Plan(ctx, req.URL.Query().Get("commit"))
+		switch {
+		case errors.Is(err, agentsync.ErrInvalidCommit):
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error() + ": give a full commit id (git rev-parse COMMIT), or none for the followed ref"})
+			return
+		case errors.Is(err, agentsync.ErrBusy):
+			w.Header().Set("Retry-After", "5")
+			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": err.Error()})
+			return
+		case err != nil:
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"commit": rev.Commit, "subject": rev.Subject, "plan": plan})
-	})
+	}))
 	mux.HandleFunc("POST /webhook", func(w http.ResponseWriter, req *http.Request) {
 		if len(o.WebhookSecret) == 0 {
 			http.NotFound(w, req)
@@ -120,7 +135,59 @@ func Handler(r Reconciler, o Options) http.Handler {
 		r.Trigger("webhook")
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "sync triggered"})
 	})
-	return mux
+	// The webhook reads at most its own limit; nothing else reads a body at all.
+	return http.MaxBytesHandler(mux, webhook.MaxBodyBytes+1)
+}
+
+// diffTimeout bounds one diff (a fetch, an export, Compose reading the project).
+const diffTimeout = 2 * time.Minute
+
+// guard lets a request reach an /api/v1/ handler only when it names the listen address in
+// its Host header and carries the bearer token.
+func (o Options) guard(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !hostAllowed(req.Host, o.Listen) {
+			writeJSON(w, http.StatusMisdirectedRequest, map[string]string{"error": "the API answers only to its listen address (" + o.Listen + ") or localhost in the Host header"})
+			return
+		}
+		if o.APIToken == "" || !bearerOK(req, o.APIToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hastack-agent"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token: the agent's token is in api.token_file, or <state_dir>/api-token by default; run the CLI where it can read it (docker exec hastack-agent agent ...)"})
+			return
+		}
+		h(w, req)
+	})
+}
+
+// hostAllowed reports whether a request's Host names the listen address: the same IP (any IP
+// when listening on all addresses), or localhost when that address is a loopback or wildcard
+// one. A DNS name never matches, which is what defeats DNS rebinding.
+func hostAllowed(host, listen string) bool {
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+	lhost, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	lip, _ := netip.ParseAddr(lhost)
+	wildcard := lhost == "" || lip.IsUnspecified()
+	if strings.EqualFold(name, "localhost") {
+		return wildcard || lip.IsLoopback() || strings.EqualFold(lhost, "localhost")
+	}
+	ip, err := netip.ParseAddr(name)
+	if err != nil {
+		return false
+	}
+	if wildcard {
+		return true
+	}
+	if strings.EqualFold(lhost, "localhost") {
+		return ip.IsLoopback()
+	}
+	return ip.Unmap() == lip.Unmap()
 }
 
 // refMatches reports whether a pushed ref is the followed one. A pinned commit follows no ref.

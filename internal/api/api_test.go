@@ -38,9 +38,25 @@ func signed(body, secret string) *http.Request {
 	return req
 }
 
+const (
+	testListen = "127.0.0.1:9700"
+	testToken  = "t0ken"
+)
+
+// apiReq is a request as the CLI sends it: to the listen address, with the token.
+func apiReq(method, target, token string) *http.Request {
+	req := httptest.NewRequest(method, target, nil)
+	req.Host = testListen
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return req
+}
+
 func TestHandler(t *testing.T) {
 	const push = `{"ref":"refs/heads/main","after":"0123456789012345678901234567890123456789"}`
 	const other = `{"ref":"refs/heads/dev","after":"0123456789012345678901234567890123456789"}`
+	authed := Options{APIToken: testToken, Listen: testListen}
 	tests := []struct {
 		name     string
 		opts     Options
@@ -48,16 +64,18 @@ func TestHandler(t *testing.T) {
 		code     int
 		triggers int
 	}{
-		{"status", Options{}, httptest.NewRequest("GET", "/api/v1/status", nil), 200, 0},
-		{"healthz", Options{}, httptest.NewRequest("GET", "/healthz", nil), 200, 0},
-		{"sync without token configured", Options{}, httptest.NewRequest("POST", "/api/v1/sync", nil), 202, 1},
-		{"sync with a wrong token", Options{APIToken: "t"}, httptest.NewRequest("POST", "/api/v1/sync", nil), 401, 0},
-		{"sync is POST only", Options{}, httptest.NewRequest("GET", "/api/v1/sync", nil), 405, 0},
+		{"status", authed, apiReq("GET", "/api/v1/status", testToken), 200, 0},
+		{"healthz needs nothing", Options{}, httptest.NewRequest("GET", "/healthz", nil), 200, 0},
+		{"sync", authed, apiReq("POST", "/api/v1/sync", testToken), 202, 1},
+		{"sync with a wrong token", authed, apiReq("POST", "/api/v1/sync", "t0kem"), 401, 0},
+		{"sync when the agent has no token", Options{Listen: testListen}, apiReq("POST", "/api/v1/sync", ""), 401, 0},
+		{"sync is POST only", authed, apiReq("GET", "/api/v1/sync", testToken), 405, 0},
 		{"webhook disabled without a secret", Options{}, signed(push, "s"), 404, 0},
 		{"webhook with the right signature", Options{WebhookSecret: []byte("s"), Ref: "main"}, signed(push, "s"), 202, 1},
 		{"webhook with a wrong signature", Options{WebhookSecret: []byte("s"), Ref: "main"}, signed(push, "x"), 401, 0},
 		{"webhook for another branch", Options{WebhookSecret: []byte("s"), Ref: "main"}, signed(other, "s"), 202, 0},
-		{"diff", Options{}, httptest.NewRequest("GET", "/api/v1/diff", nil), 200, 0},
+		{"diff", authed, apiReq("GET", "/api/v1/diff", testToken), 200, 0},
+		{"diff of a commit id", authed, apiReq("GET", "/api/v1/diff?commit=0123456789abcdef0123456789abcdef01234567", testToken), 200, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,14 +90,82 @@ func TestHandler(t *testing.T) {
 	}
 }
 
-func TestBearerToken(t *testing.T) {
-	f := &fakeReconciler{}
-	req := httptest.NewRequest("POST", "/api/v1/sync", nil)
-	req.Header.Set("Authorization", "Bearer t0ken")
-	w := httptest.NewRecorder()
-	Handler(f, Options{APIToken: "t0ken", Log: slog.Default()}).ServeHTTP(w, req)
-	if w.Code != 202 || len(f.triggers) != 1 {
-		t.Fatalf("code %d triggers %v", w.Code, f.triggers)
+// Every API route: without the token, or with a Host that is not the listen address, 401 or
+// 421, and the reconciler is not asked anything.
+func TestEveryAPIRouteIsGuarded(t *testing.T) {
+	routes := []struct{ method, path string }{
+		{"GET", "/api/v1/status"}, {"POST", "/api/v1/sync"}, {"GET", "/api/v1/diff"},
+		{"GET", "/api/v1/diff?commit=../../../../srv/repo/stack"},
+	}
+	for _, rt := range routes {
+		for _, tc := range []struct {
+			name, host, auth string
+			code             int
+		}{
+			{"no token", testListen, "", 401},
+			{"wrong token", testListen, "Bearer nope", 401},
+			{"token without Bearer", testListen, testToken, 401},
+			{"basic auth", testListen, "Basic dDBrZW46", 401},
+			{"a rebound DNS name", "attacker.example:9700", "Bearer " + testToken, 421},
+			{"another address", "10.0.0.1:9700", "Bearer " + testToken, 421},
+			{"no host", "", "Bearer " + testToken, 421},
+		} {
+			f := &countingReconciler{}
+			req := httptest.NewRequest(rt.method, rt.path, nil)
+			req.Host = tc.host
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			w := httptest.NewRecorder()
+			Handler(f, Options{APIToken: testToken, Listen: testListen, Log: slog.Default()}).ServeHTTP(w, req)
+			if w.Code != tc.code || f.calls != 0 {
+				t.Errorf("%s %s, %s: code %d, reconciler called %d times; want %d and none", rt.method, rt.path, tc.name, w.Code, f.calls, tc.code)
+			}
+		}
+	}
+}
+
+type countingReconciler struct{ calls int }
+
+func (f *countingReconciler) Status(context.Context) agentsync.Status {
+	f.calls++
+	return agentsync.Status{}
+}
+func (f *countingReconciler) Trigger(string) { f.calls++ }
+func (f *countingReconciler) Plan(context.Context, string) (agentsync.Revision, agentsync.Plan, error) {
+	f.calls++
+	return agentsync.Revision{}, agentsync.Plan{}, nil
+}
+
+func TestHostAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		host, listen string
+		want         bool
+	}{
+		{"127.0.0.1:9700", "127.0.0.1:9700", true},
+		{"127.0.0.1:19700", "127.0.0.1:9700", true}, // through a port forward
+		{"127.0.0.1", "127.0.0.1:9700", true},
+		{"localhost:9700", "127.0.0.1:9700", true},
+		{"LOCALHOST:9700", "127.0.0.1:9700", true},
+		{"[::1]:9700", "[::1]:9700", true},
+		{"127.0.0.2:9700", "127.0.0.1:9700", false},
+		{"[::1]:9700", "127.0.0.1:9700", false},
+		{"evil.example:9700", "127.0.0.1:9700", false},
+		{"localhost.evil.example", "127.0.0.1:9700", false},
+		{"127.0.0.1.nip.io:9700", "127.0.0.1:9700", false},
+		{"", "127.0.0.1:9700", false},
+		{"10.0.0.5:9700", "0.0.0.0:9700", true},
+		{"10.0.0.5:9700", ":9700", true},
+		{"localhost", ":9700", true},
+		{"evil.example", "0.0.0.0:9700", false},
+		{"localhost:9700", "10.0.0.5:9700", false},
+		{"10.0.0.5:9700", "10.0.0.5:9700", true},
+		{"127.0.0.1:9700", "localhost:9700", true},
+		{"10.0.0.5:9700", "localhost:9700", false},
+	} {
+		if got := hostAllowed(tc.host, tc.listen); got != tc.want {
+			t.Errorf("hostAllowed(%q, %q) = %v, want %v", tc.host, tc.listen, got, tc.want)
+		}
 	}
 }
 
@@ -102,17 +188,17 @@ func TestRefMatches(t *testing.T) {
 
 func TestStatusShowsFiringAlerts(t *testing.T) {
 	since := time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)
-	h := Handler(&fakeReconciler{}, Options{Alerts: func() []alerts.Firing {
+	h := Handler(&fakeReconciler{}, Options{APIToken: testToken, Listen: testListen, Alerts: func() []alerts.Firing {
 		return []alerts.Firing{{Name: "BackupFailed", Since: since, Description: "backup failed: store unreachable"}}
 	}})
 	rr := httptest.NewRecorder()
-	h.ServeHTTP(rr, httptest.NewRequest("GET", "/api/v1/status", nil))
+	h.ServeHTTP(rr, apiReq("GET", "/api/v1/status", testToken))
 	var got StatusResponse
 	if err := json.Unmarshal(rr.Body.Bytes(), &got); err != nil || len(got.Alerts) != 1 || got.Alerts[0].Name != "BackupFailed" || !got.Alerts[0].Since.Equal(since) {
 		t.Fatalf("status %s: %v", rr.Body.String(), err)
 	}
 	rr = httptest.NewRecorder()
-	Handler(&fakeReconciler{}, Options{}).ServeHTTP(rr, httptest.NewRequest("GET", "/api/v1/status", nil))
+	Handler(&fakeReconciler{}, Options{APIToken: testToken, Listen: testListen}).ServeHTTP(rr, apiReq("GET", "/api/v1/status", testToken))
 	if !strings.Contains(rr.Body.String(), `"alerts": []`) {
 		t.Fatalf("without alerts the status must say so with an empty list: %s", rr.Body.String())
 	}

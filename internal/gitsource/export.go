@@ -14,14 +14,17 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/hastack/hastack/internal/pathguard"
 )
 
 // Export writes the tree of commit at subpath ("" or "." for the whole tree)
 // as plain files into dst, which must not exist yet.
 //
 // Regular files get mode 0644 or 0755 as git records them, symlinks are
-// made as symlinks (one whose target leaves dst is refused with
-// ErrUnsafeTree, since the export would depend on what lies outside it), and
+// made as symlinks (a tree whose links, followed through each other, lead out
+// of dst is refused with ErrUnsafeTree, since the export would depend on what
+// lies outside it), and
 // submodules become empty directories, as in a checkout without submodules.
 // Everything is written into dst+".tmp-<random>" in dst's parent, synced,
 // then renamed to dst: a crash never leaves a half-written dst (it may leave
@@ -66,8 +69,11 @@ func (s *Source) Export(ctx context.Context, commit, subpath, dst string) error 
 		return fmt.Errorf("export %s: %w", shortHash(commit), err)
 	}
 
-	w := &exporter{repo: repo, root: tmp}
+	w := &exporter{repo: repo, root: tmp, links: map[string]string{}}
 	if err := walkTree(ctx, repo, tree, "", w.visit); err != nil {
+		return fmt.Errorf("export %s of commit %s: %w", displaySubpath(subpath), shortHash(commit), err)
+	}
+	if err := checkLinks(w.links); err != nil {
 		return fmt.Errorf("export %s of commit %s: %w", displaySubpath(subpath), shortHash(commit), err)
 	}
 	for i := len(w.dirs) - 1; i >= 0; i-- { // deepest first, then the root
@@ -90,9 +96,10 @@ func (s *Source) Export(ctx context.Context, commit, subpath, dst string) error 
 
 // exporter writes tree entries under root.
 type exporter struct {
-	repo *git.Repository
-	root string
-	dirs []string // directories made, to sync at the end
+	repo  *git.Repository
+	root  string
+	dirs  []string          // directories made, to sync at the end
+	links map[string]string // symlinks made, to check together at the end
 }
 
 func (w *exporter) visit(rel string, e object.TreeEntry) error {
@@ -112,9 +119,7 @@ func (w *exporter) visit(rel string, e object.TreeEntry) error {
 		if err != nil {
 			return err
 		}
-		if err := checkSymlink(rel, string(target)); err != nil {
-			return err
-		}
+		w.links[rel] = string(target)
 		return os.Symlink(string(target), p)
 	case filemode.Regular, filemode.Deprecated, filemode.Executable:
 		return w.writeFile(p, e)
@@ -174,7 +179,7 @@ func (s *Source) Files(ctx context.Context, commit, subpath string) (map[string]
 	if err != nil {
 		return nil, fmt.Errorf("read files: %w", err)
 	}
-	files := map[string][]byte{}
+	files, links := map[string][]byte{}, map[string]string{}
 	err = walkTree(ctx, repo, tree, "", func(rel string, e object.TreeEntry) error {
 		switch e.Mode {
 		case filemode.Dir, filemode.Submodule:
@@ -185,9 +190,7 @@ func (s *Source) Files(ctx context.Context, commit, subpath string) (map[string]
 				return err
 			}
 			if e.Mode == filemode.Symlink {
-				if err := checkSymlink(rel, string(b)); err != nil {
-					return err
-				}
+				links[rel] = string(b)
 			}
 			files[rel] = b
 			return nil
@@ -195,6 +198,9 @@ func (s *Source) Files(ctx context.Context, commit, subpath string) (map[string]
 			return fmt.Errorf("%s: unsupported git file mode %s", rel, e.Mode)
 		}
 	})
+	if err == nil {
+		err = checkLinks(links)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read files of %s in commit %s: %w", displaySubpath(subpath), shortHash(commit), err)
 	}
@@ -298,15 +304,11 @@ func walkTree(ctx context.Context, repo *git.Repository, tree *object.Tree, pref
 	return nil
 }
 
-// checkSymlink refuses a symlink at rel whose target is absolute or leads
-// out of the exported directory.
-func checkSymlink(rel, target string) error {
-	if target == "" || path.IsAbs(target) || filepath.IsAbs(target) || strings.ContainsRune(target, 0) {
-		return fmt.Errorf("%w: symlink %s -> %s points outside the exported directory: use a relative target inside it", ErrUnsafeTree, rel, target)
-	}
-	resolved := path.Join(path.Dir(rel), target)
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return fmt.Errorf("%w: symlink %s -> %s points outside the exported directory: use a relative target inside it", ErrUnsafeTree, rel, target)
+// checkLinks refuses a tree whose symlinks, followed through each other as the kernel will,
+// lead out of the exported directory: the export would then depend on what lies outside it.
+func checkLinks(links map[string]string) error {
+	if err := pathguard.Links(links); err != nil {
+		return fmt.Errorf("%w: %w: use relative targets that stay inside it", ErrUnsafeTree, err)
 	}
 	return nil
 }

@@ -127,6 +127,10 @@ func TestExportErrors(t *testing.T) {
 	bad := commitFiles(t, f.work, "unsafe links", map[string]fileSpec{
 		"stack/escape":   {link: "../../etc/passwd"},
 		"other/absolute": {link: "/etc/passwd"},
+		// Each stays inside by a lexical check (a/b: two levels down, then as many up), but
+		// a/b is the root again: followed through it, the ".."s climb to the host's /etc.
+		"chain/a/b": {link: ".."},
+		"chain/etc": {link: strings.Repeat("a/b/", 16) + strings.Repeat("../", 32) + "etc"},
 	})
 	f.push(t, "main")
 	s := fetched(t, f)
@@ -148,6 +152,7 @@ func TestExportErrors(t *testing.T) {
 		{name: "symlink escapes subpath", commit: f.c1, subpath: "stack/conf", wantErr: ErrUnsafeTree, wantText: "symlink up -> ../run.sh"},
 		{name: "symlink escapes tree", commit: bad, subpath: "stack", wantErr: ErrUnsafeTree, wantText: "symlink escape -> ../../etc/passwd"},
 		{name: "absolute symlink", commit: bad, subpath: "other", wantErr: ErrUnsafeTree, wantText: "absolute -> /etc/passwd"},
+		{name: "two symlinks that each look inside", commit: bad, subpath: "chain", wantErr: ErrUnsafeTree, wantText: "symlink etc -> a/b/a/b/"},
 		{name: "unknown commit", commit: strings.Repeat("2", 40), subpath: "stack", wantErr: ErrNotFound, wantText: "fetch first"},
 		{name: "not a hash", commit: "main", subpath: "stack", wantText: "not a full 40-hex commit id"},
 	}

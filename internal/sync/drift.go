@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -17,7 +18,12 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		return // a deploy is running: it owns the containers
 	}
 	defer r.apply.Unlock()
-	stack := r.stackOf(st.Applied, true)
+	root, err := r.releaseRoot(st.Applied)
+	if err != nil {
+		r.log.Warn("drift check: applied release", "err", err)
+		return
+	}
+	stack := r.stackOf(root, filepath.Join(r.opts.WorkDir, "current", r.opts.Subpath), true)
 	services, err := stack.Services(ctx)
 	if err != nil {
 		r.log.Warn("drift check: read services", "err", err)

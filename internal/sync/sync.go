@@ -7,8 +7,11 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	gosync "sync"
 	"time"
@@ -92,6 +95,7 @@ type Reconciler struct {
 	log      *slog.Logger
 
 	trigger chan string
+	diffs   chan struct{} // one token per diff running, MaxDiffs at most
 	// apply serialises everything that changes containers: deploys and drift corrections.
 	apply gosync.Mutex
 
@@ -140,8 +144,9 @@ func New(opts Options, src Source, engine Engine, newStack func(projectDir strin
 	r := &Reconciler{
 		opts: opts, src: src, engine: engine, newStack: newStack, store: store,
 		events: events, metrics: metrics, log: log,
-		trigger: make(chan string, 1), state: st, driftSince: map[string]time.Time{},
+		trigger: make(chan string, 1), diffs: make(chan struct{}, MaxDiffs), state: st, driftSince: map[string]time.Time{},
 	}
+	r.removeDiffLeftovers()
 	r.status.Project = opts.Project
 	return r, nil
 }
@@ -434,9 +439,27 @@ func (r *Reconciler) waitReady(ctx context.Context, services []string) error {
 	}
 }
 
-// Plan exports commit (the source's when empty) and says what deploying it would change,
-// without changing anything.
+// ErrBusy is returned by Plan while MaxDiffs diffs run already.
+var ErrBusy = errors.New("too many diffs at once")
+
+// MaxDiffs bounds the diffs that run at once: each exports a whole tree and runs Compose.
+const MaxDiffs = 2
+
+// Plan exports commit (the source's when empty; else a full 40-hex id the source has) into a
+// temporary directory and says what deploying it would change, without changing anything:
+// nothing is written outside that directory, which is removed before Plan returns.
 func (r *Reconciler) Plan(ctx context.Context, commit string) (Revision, Plan, error) {
+	if commit != "" {
+		if err := checkCommit(commit); err != nil {
+			return Revision{}, Plan{}, err
+		}
+	}
+	select {
+	case r.diffs <- struct{}{}:
+		defer func() { <-r.diffs }()
+	default:
+		return Revision{}, Plan{}, fmt.Errorf("diff: %w (%d): try again when one has finished", ErrBusy, MaxDiffs)
+	}
 	// Fetch even for an explicit commit: it may be newer than the mirror.
 	rev, err := r.src.Fetch(ctx)
 	if err != nil {
@@ -445,9 +468,24 @@ func (r *Reconciler) Plan(ctx context.Context, commit string) (Revision, Plan, e
 	if commit != "" && commit != rev.Commit {
 		rev = Revision{Commit: commit}
 	}
-	r.apply.Lock() // prepare writes into the work dir
-	stack, err := r.prepare(ctx, rev.Commit)
-	r.apply.Unlock()
+	if err := os.MkdirAll(r.opts.WorkDir, 0o755); err != nil {
+		return rev, Plan{}, fmt.Errorf("create work dir: %w", err)
+	}
+	tmp, err := os.MkdirTemp(r.opts.WorkDir, diffPrefix+"*")
+	if err != nil {
+		return rev, Plan{}, fmt.Errorf("diff: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	root := filepath.Join(tmp, rev.Commit)
+	if err := r.exportRelease(ctx, rev.Commit, root, false); err != nil {
+		return rev, Plan{}, err
+	}
+	// Compose resolves paths as a deploy would, under current/, once there is one.
+	base := filepath.Join(r.opts.WorkDir, "current")
+	if _, err := os.Stat(base); err != nil {
+		base = root
+	}
+	stack, err := r.openRelease(ctx, rev.Commit, root, base)
 	if err != nil {
 		return rev, Plan{}, err
 	}

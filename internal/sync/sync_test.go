@@ -20,11 +20,19 @@ import (
 	"github.com/hastack/hastack/internal/docker"
 )
 
+// Commit ids of the fake world: full 40-hex, as the reconciler requires.
+var (
+	c1 = strings.Repeat("c1", 20)
+	c2 = strings.Repeat("c2", 20)
+	c3 = strings.Repeat("c3", 20)
+)
+
 // release is what a fake commit contains.
 type release struct {
 	services  []compose.Service
-	invalid   bool            // compose config fails
-	unhealthy map[string]bool // these services never become healthy
+	invalid   bool              // compose config fails
+	unhealthy map[string]bool   // these services never become healthy
+	links     map[string]string // symlinks of its tree: path -> target
 }
 
 // fakeWorld is a git source, a compose CLI and a Docker engine in one, in memory.
@@ -34,7 +42,7 @@ type fakeWorld struct {
 	commits    map[string]release
 	containers map[string]docker.Container // by service
 	ups        [][]string                  // every Up call
-
+	exportGate chan struct{}               // when set, each Export waits for a value
 }
 
 func newWorld() *fakeWorld {
@@ -51,10 +59,35 @@ func (w *fakeWorld) Fetch(ctx context.Context) (Revision, error) {
 }
 
 func (w *fakeWorld) Export(ctx context.Context, commit, dst string) error {
-	if _, ok := w.commits[commit]; !ok {
+	w.mu.Lock()
+	rel, ok := w.commits[commit]
+	gate := w.exportGate
+	w.mu.Unlock()
+	if !ok {
 		return errors.New("unknown commit")
 	}
-	return os.MkdirAll(filepath.Join(dst, "stack"), 0o755)
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dst, "stack", "secrets"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dst, "stack", "secrets", ".gitignore"), []byte("*\n"), 0o644); err != nil {
+		return err
+	}
+	for p, target := range rel.links {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, p)), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(target, filepath.Join(dst, p)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *fakeWorld) ProjectContainers(ctx context.Context, project string) ([]docker.Container, error) {
@@ -167,14 +200,14 @@ func newTestReconciler(t *testing.T, w *fakeWorld, ev *fakeEvents) (*Reconciler,
 
 func TestDeployThenNoChange(t *testing.T) {
 	w, ev := newWorld(), &fakeEvents{}
-	w.commits["c1"] = release{services: services("1")}
-	w.head = "c1"
+	w.commits[c1] = release{services: services("1")}
+	w.head = c1
 	r, _ := newTestReconciler(t, w, ev)
 	ctx := context.Background()
 
 	r.SyncOnce(ctx, "test")
 	st := r.snapshot()
-	if st.Applied != "c1" || st.LastGood != "c1" || st.InProgress != "" {
+	if st.Applied != c1 || st.LastGood != c1 || st.InProgress != "" {
 		t.Fatalf("state after deploy: %+v", st)
 	}
 	// Services outside the rolling group first, then web1, then web2, then nginx, which depends
@@ -194,21 +227,21 @@ func TestDeployThenNoChange(t *testing.T) {
 
 func TestInvalidCommitChangesNothingAndIsNotRetried(t *testing.T) {
 	w, ev := newWorld(), &fakeEvents{}
-	w.commits["c1"] = release{services: services("1")}
-	w.commits["c2"] = release{services: services("2"), invalid: true}
-	w.head = "c1"
+	w.commits[c1] = release{services: services("1")}
+	w.commits[c2] = release{services: services("2"), invalid: true}
+	w.head = c1
 	r, _ := newTestReconciler(t, w, ev)
 	ctx := context.Background()
 	r.SyncOnce(ctx, "test")
 	ups := len(w.ups)
 
-	w.head = "c2"
+	w.head = c2
 	r.SyncOnce(ctx, "poll")
 	st := r.snapshot()
 	if len(w.ups) != ups {
 		t.Fatalf("an invalid commit ran compose up: %v", w.ups[ups:])
 	}
-	if st.Applied != "c1" || st.Bad != "c2" || !strings.Contains(st.BadReason, "invalid") {
+	if st.Applied != c1 || st.Bad != c2 || !strings.Contains(st.BadReason, "invalid") {
 		t.Fatalf("state %+v: want c1 applied and c2 marked bad", st)
 	}
 	if !ev.has("DeployFailed", true) {
@@ -220,10 +253,10 @@ func TestInvalidCommitChangesNothingAndIsNotRetried(t *testing.T) {
 	}
 
 	// A newer commit is deployed and resolves the alert.
-	w.commits["c3"] = release{services: services("3")}
-	w.head = "c3"
+	w.commits[c3] = release{services: services("3")}
+	w.head = c3
 	r.SyncOnce(ctx, "poll")
-	if st := r.snapshot(); st.Applied != "c3" || st.Bad != "" {
+	if st := r.snapshot(); st.Applied != c3 || st.Bad != "" {
 		t.Fatalf("state %+v: want c3 applied, nothing bad", st)
 	}
 	if !ev.has("DeployFailed", false) {
@@ -233,18 +266,18 @@ func TestInvalidCommitChangesNothingAndIsNotRetried(t *testing.T) {
 
 func TestUnhealthyCommitIsRolledBack(t *testing.T) {
 	w, ev := newWorld(), &fakeEvents{}
-	w.commits["c1"] = release{services: services("1")}
-	w.commits["c2"] = release{services: services("2"), unhealthy: map[string]bool{"web1": true}}
-	w.head = "c1"
+	w.commits[c1] = release{services: services("1")}
+	w.commits[c2] = release{services: services("2"), unhealthy: map[string]bool{"web1": true}}
+	w.head = c1
 	r, _ := newTestReconciler(t, w, ev)
 	ctx := context.Background()
 	r.SyncOnce(ctx, "test")
 	w.ups = nil
 
-	w.head = "c2"
+	w.head = c2
 	r.SyncOnce(ctx, "poll")
 	st := r.snapshot()
-	if st.Applied != "c1" || st.LastGood != "c1" || st.Bad != "c2" || st.InProgress != "" {
+	if st.Applied != c1 || st.LastGood != c1 || st.Bad != c2 || st.InProgress != "" {
 		t.Fatalf("state %+v: want rolled back to c1 with c2 bad", st)
 	}
 	// Only web1 and web2 changed; web1 failed its gate, so web2 was never touched; then the
@@ -256,7 +289,7 @@ func TestUnhealthyCommitIsRolledBack(t *testing.T) {
 		t.Fatalf("web1 after rollback: %+v", w.containers["web1"])
 	}
 	h := st.History[len(st.History)-1]
-	if h.Commit != "c2" || h.Outcome != OutcomeRolledBack || !strings.Contains(h.Reason, "web1") {
+	if h.Commit != c2 || h.Outcome != OutcomeRolledBack || !strings.Contains(h.Reason, "web1") {
 		t.Fatalf("last history entry %+v", h)
 	}
 	if !ev.has("DeployRolledBack", true) {
@@ -269,36 +302,36 @@ func TestUnhealthyCommitIsRolledBack(t *testing.T) {
 
 func TestInterruptedDeployConverges(t *testing.T) {
 	w, ev := newWorld(), &fakeEvents{}
-	w.commits["c1"] = release{services: services("1")}
-	w.commits["c2"] = release{services: services("2")}
-	w.head = "c1"
+	w.commits[c1] = release{services: services("1")}
+	w.commits[c2] = release{services: services("2")}
+	w.head = c1
 	r, dir := newTestReconciler(t, w, ev)
 	ctx := context.Background()
 	r.SyncOnce(ctx, "test")
 
 	// kill -9 during c2's deploy: the state says c2 was in progress, web1 already runs c2.
 	st := r.snapshot()
-	st.InProgress = "c2"
+	st.InProgress = c2
 	if err := NewStore(dir).Save(st); err != nil {
 		t.Fatal(err)
 	}
 	w.containers["web1"] = docker.Container{Service: "web1", ConfigHash: "web-2", State: "running", Health: "healthy"}
-	w.head = "c2"
+	w.head = c2
 	r2, _ := newTestReconciler(t, w, ev)
 	r2.store = NewStore(dir)
-	if r2.state, _ = r2.store.Load(); r2.state.InProgress != "c2" {
+	if r2.state, _ = r2.store.Load(); r2.state.InProgress != c2 {
 		t.Fatal("state not reloaded")
 	}
 	r2.SyncOnce(ctx, "start")
-	if st := r2.snapshot(); st.Applied != "c2" || st.InProgress != "" || st.LastGood != "c2" {
+	if st := r2.snapshot(); st.Applied != c2 || st.InProgress != "" || st.LastGood != c2 {
 		t.Fatalf("after restart: %+v, want converged on c2", st)
 	}
 }
 
 func TestDriftIsRestored(t *testing.T) {
 	w, ev := newWorld(), &fakeEvents{}
-	w.commits["c1"] = release{services: services("1")}
-	w.head = "c1"
+	w.commits[c1] = release{services: services("1")}
+	w.head = c1
 	r, _ := newTestReconciler(t, w, ev)
 	ctx := context.Background()
 	r.SyncOnce(ctx, "test")
@@ -319,8 +352,8 @@ func TestDriftIsRestored(t *testing.T) {
 
 func TestDriftWaitsForGracePeriodAndReportModeOnlyReports(t *testing.T) {
 	w, ev := newWorld(), &fakeEvents{}
-	w.commits["c1"] = release{services: services("1")}
-	w.head = "c1"
+	w.commits[c1] = release{services: services("1")}
+	w.head = c1
 	r, _ := newTestReconciler(t, w, ev)
 	ctx := context.Background()
 	r.SyncOnce(ctx, "test")
@@ -379,7 +412,7 @@ func TestPersistentPathsAreShared(t *testing.T) {
 		dir := filepath.Join(work, rel, "stack")
 		os.MkdirAll(filepath.Join(dir, "secrets"), 0o755)
 		os.WriteFile(filepath.Join(dir, "secrets", ".gitignore"), []byte("*\n"), 0o644)
-		if err := linkPersistent(dir, shared, []string{"secrets", ".env", "nginx/ssl"}); err != nil {
+		if err := linkPersistent(dir, shared, []string{"secrets", ".env", "nginx/ssl"}, true); err != nil {
 			t.Fatal(err)
 		}
 		if rel == "r1" {
