@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -40,11 +41,20 @@ type slackMessage struct {
 	Text    string `json:"text"`
 }
 
-// Notify posts {"text": ...}: the title in bold, then the body.
+// Notify posts {"text": ...}: the title in bold, then the body. Both are escaped
+// (slackEscape): they carry labels and error text, which must not reach Slack as markup.
 func (s *Slack) Notify(ctx context.Context, n Notification) error {
-	msg := slackMessage{Channel: s.channel, Text: "*" + n.Title() + "*\n" + n.Text()}
+	msg := slackMessage{Channel: s.channel, Text: "*" + slackEscape(n.Title()) + "*\n" + slackEscape(n.Text())}
 	if err := postJSON(ctx, s.client, s.url, msg); err != nil {
 		return fmt.Errorf("slack (%s): %w", s.host, err)
 	}
 	return nil
 }
+
+// slackEscaper replaces the three characters Slack's mrkdwn gives a meaning to beyond
+// formatting, as Slack's documentation asks: with them, a text could mention everyone
+// (<!channel>, <!here>), a user (<@U123>) or link anywhere under any label (<https://...|text>).
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// slackEscape makes s show in Slack as it is written.
+func slackEscape(s string) string { return slackEscaper.Replace(s) }
