@@ -70,8 +70,15 @@ func checkAPIRefusesPaths(t *testing.T, a *agentProc) {
 	shared := filepath.Join(dir, "releases", "shared")
 	os.MkdirAll(filepath.Join(shared, "secrets", "db"), 0o700)
 	os.WriteFile(filepath.Join(shared, "secrets", "db", "root_password"), []byte("keep me"), 0o600)
+	// A directory laid out like the repository scripts/up follows (<repo>/stack/secrets): the
+	// old diff handler, given a relative path to it, replaced its secrets with symlinks.
+	victim := filepath.Join(dir, "victim")
+	os.MkdirAll(filepath.Join(victim, "stack", "secrets", "db"), 0o700)
+	os.WriteFile(filepath.Join(victim, "stack", "secrets", "db", "root_password"), []byte("keep me"), 0o600)
+	os.WriteFile(filepath.Join(victim, "stack", ".env"), []byte("HTTP_PORT=80\n"), 0o600)
 	before := diskState(dir)
 	for _, commit := range []string{
+		"../victim", "../../" + filepath.Base(dir) + "/victim", "..%2Fvictim", victim,
 		"shared", "./shared", "../releases/shared", "..", "../..", "../../" + filepath.Base(dir),
 		shared, "/etc", "%2e%2e%2fshared", "..%2F..", "main", "refs/heads/main", "HEAD", "abc1234",
 		strings.Repeat("0", 39), strings.Repeat("A", 40),
@@ -106,7 +113,9 @@ func checkAPIRefusesPaths(t *testing.T, a *agentProc) {
 			t.Errorf("%s appeared", p)
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(shared, "secrets", "db", "root_password")); err != nil || string(b) != "keep me" {
-		t.Fatalf("the shared secret is gone: %q %v", b, err)
+	for _, secret := range []string{filepath.Join(shared, "secrets", "db", "root_password"), filepath.Join(victim, "stack", "secrets", "db", "root_password")} {
+		if b, err := os.ReadFile(secret); err != nil || string(b) != "keep me" {
+			t.Fatalf("%s is gone: %q %v", secret, b, err)
+		}
 	}
 }
