@@ -5,8 +5,9 @@
 //
 //  1. Default().
 //
-//  2. The YAML file, if any. Its text is expanded first: ${VAR} and $VAR are replaced by the
-//     environment variable's value (empty when unset), and $$ stands for a literal dollar sign.
+//  2. The YAML file, if any. Its values are expanded once parsed: ${VAR} in a value is
+//     replaced by the environment variable's value (empty when unset), which stays inside that
+//     value (a newline in it adds no key); $${ stands for a literal ${, any other $ is kept.
 //     Unknown keys are an error that gives the line.
 //
 //  3. Environment overrides, each replacing one setting when set and non-empty:

@@ -1,15 +1,19 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // fakeEnv is an environment for LoadFrom.
@@ -196,13 +200,38 @@ func TestLoad(t *testing.T) {
 				"GIT_REF":    "release",
 				"PROJECT":    "shop",
 				"HOME":       "/root",
+				"VAR":        "never",
+				"FILE":       "prod.yml",
+				"HISTORY":    "7",
+				"PATH_STYLE": "true",
+				"PREFIX":     "backups/",
 			},
 			want: withURL(func(c *Config) {
 				c.Source.URL = "https://git.example.com/ops/hastack.git"
 				c.Source.Ref = "release"
 				c.Compose.Project = "shop"
-				c.Compose.EnvFile = "/etc/hastack/$HOME.env"
+				c.Compose.EnvFile = "/etc/hastack/$HOME/${VAR}/cost$5.env"
+				c.Compose.Files = []string{"prod.yml", "prod.yml.override"}
 				c.StateDir = "/var/lib/agent"
+				c.History = 7                     // a plain scalar takes the type of its value
+				c.Backup.S3.PathStyle = true      // likewise
+				c.Backup.S3.Prefix = "backups/\n" // a literal block keeps its newline
+			}),
+		},
+		{
+			name:    "a variable's value cannot add keys",
+			fixture: "expand_injection.yml",
+			env: fakeEnv{
+				"REF":       "${GIT_TOKEN}",
+				"GIT_TOKEN": "ghp_never",
+				"STATE":     "/srv/state\nhistory: 999\nlisten: 0.0.0.0:80",
+				"PREFIX":    "p\"\n  bucket: evil\n#",
+				"UNRELATED": "x",
+			},
+			want: withURL(func(c *Config) {
+				c.Source.Ref = "${GIT_TOKEN}" // expanded once: a value is not expanded again
+				c.StateDir = "/srv/state\nhistory: 999\nlisten: 0.0.0.0:80"
+				c.Backup.S3.Prefix = "p\"\n  bucket: evil\n#"
 			}),
 		},
 		{
@@ -329,6 +358,21 @@ func TestLoadErrors(t *testing.T) {
 			name:    "bad duration gives the line",
 			fixture: "bad_duration.yml",
 			want:    `line 4: invalid duration "five minutes"`,
+		},
+		{
+			name:    "a shell-style default is refused, with its line",
+			fixture: "expand_default.yml",
+			want:    "config: line 3: ${GIT_REF:-main} is not a variable: only ${NAME} is expanded",
+		},
+		{
+			name:    "an unterminated reference is refused, with its line",
+			fixture: "expand_unterminated.yml",
+			want:    "config: line 3: ${ without a closing }",
+		},
+		{
+			name:    "every problem at once",
+			fixture: "expand_bad_and_unknown.yml",
+			want:    `config: line 2: unknown key "nope"; line 4: ${1X} is not a variable`,
 		},
 		{
 			name:    "two documents",
@@ -739,5 +783,82 @@ func TestChildEnvDropsEverySecret(t *testing.T) {
 		if !reflect.DeepEqual(env, []string{"PATH=/bin"}) {
 			t.Errorf("%s: child environment %q", s.env, env)
 		}
+	}
+}
+
+func TestExpand(t *testing.T) {
+	env := fakeEnv{"A": "alpha", "B_2": "b", "NL": "x\ny: z", "REF": "${A}", "EMPTY": ""}
+	tests := []struct {
+		in, want string
+		wantErr  string
+	}{
+		{in: "no variable", want: "no variable"},
+		{in: "${A}", want: "alpha"},
+		{in: "x${A}y${B_2}z", want: "xalphaybz"},
+		{in: "${UNSET}/path", want: "/path"},
+		{in: "${EMPTY}", want: ""},
+		{in: "$", want: "$"},
+		{in: "pa$$word$", want: "pa$$word$"},
+		{in: "$A and $B_2", want: "$A and $B_2"},
+		{in: "cost: $5 {x}", want: "cost: $5 {x}"},
+		{in: "$${A}", want: "${A}"},
+		{in: "$$${A}", want: "$${A}"},
+		{in: "$${A}${A}", want: "${A}alpha"},
+		{in: "${NL}", want: "x\ny: z"},
+		{in: "${REF}", want: "${A}"}, // one pass
+		{in: "}${A}}", want: "}alpha}"},
+		{in: "${A", wantErr: "${ without a closing }"},
+		{in: "${}", wantErr: "${} is not a variable"},
+		{in: "${A:-default}", wantErr: "${A:-default} is not a variable"},
+		{in: "${1A}", wantErr: "${1A} is not a variable"},
+		{in: "${A B}", wantErr: "${A B} is not a variable"},
+		{in: "ok ${A} then ${", wantErr: "${ without a closing }"},
+	}
+	for _, tt := range tests {
+		got, err := expand(tt.in, env.get)
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("expand(%q) = %q, %v; want an error containing %q", tt.in, got, err, tt.wantErr)
+		case tt.wantErr == "" && (err != nil || got != tt.want):
+			t.Errorf("expand(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// TestUnknownKeysMatchesYAML: the keys unknownKeys reports are those yaml.v3's own KnownFields
+// reports when it decodes the file into Config, for every fixture that expands nothing.
+func TestUnknownKeysMatchesYAML(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.yml")
+	found := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(raw), "${") {
+			continue
+		}
+		got, err := unknownKeys(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		var want []string
+		var te *yaml.TypeError
+		if err := dec.Decode(new(Config)); errors.As(err, &te) {
+			for _, m := range te.Errors {
+				if sm := regexp.MustCompile(`^(line \d+): field (.*) not found in type `).FindStringSubmatch(m); sm != nil {
+					want = append(want, fmt.Sprintf("%s: unknown key %q", sm[1], sm[2]))
+				}
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: unknownKeys = %q, yaml.v3 says %q", f, got, want)
+		}
+		found += len(got)
+	}
+	if found < 7 { // unknown_key.yml has one, unknown_nested.yml six
+		t.Errorf("%d unknown keys in testdata: the comparison proves little", found)
 	}
 }

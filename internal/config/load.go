@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -52,47 +54,170 @@ func load(name string, r io.Reader, env func(string) string, readFile func(strin
 	return c, nil
 }
 
-// decode expands the environment in the file's text and decodes it over c.
+// decode decodes the file's YAML over c. The environment is expanded in the parsed scalar
+// values (expandValues), never in the text, so a variable's value stays inside its value: a
+// newline in it cannot add a key, a quote cannot end a string.
 func decode(c *Config, r io.Reader, env func(string) string) error {
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return fmt.Errorf("read: %w", err)
 	}
-	text := os.Expand(string(raw), func(name string) string {
-		if name == "$" {
-			return "$" // $$ escapes a dollar sign
-		}
-		return env(name)
-	})
-	dec := yaml.NewDecoder(strings.NewReader(text))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil // empty file or comments only: defaults
 		}
-		return yamlError(err)
+		return err
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return errors.New("more than one YAML document; keep the configuration in one")
 	}
+	problems, err := unknownKeys(raw)
+	if err != nil {
+		return err
+	}
+	expandValues(&doc, env, &problems)
+	if err := doc.Decode(c); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			problems = append(problems, te.Errors...)
+		} else {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
 	return nil
 }
 
-var unknownField = regexp.MustCompile(`^(line \d+): field (\S+) not found in type \S+$`)
+// unknownField is yaml.v3's message for a key that the type has no field for (KnownFields).
+var unknownField = regexp.MustCompile(`^(line \d+): field (.*) not found in type struct \{`)
 
-// yamlError rewrites yaml.v3's messages for a person: unknown keys are named as keys, not as
-// Go struct fields.
-func yamlError(err error) error {
+// unknownKeys lists the keys of the YAML text that Config has no setting for, each as
+// `line N: unknown key "name"`. yaml.v3 checks keys only when it decodes text (Node.Decode
+// cannot), so the text is decoded into Config's shape: its structs, with every other type
+// replaced by yaml.Node, which takes any value; values are checked by the real decode.
+func unknownKeys(raw []byte) ([]string, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	err := dec.Decode(reflect.New(configShape()).Interface())
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil, nil
+	}
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return err
+		return nil, err
 	}
-	msgs := make([]string, len(te.Errors))
-	for i, m := range te.Errors {
-		msgs[i] = unknownField.ReplaceAllString(m, `$1: unknown key "$2"`)
+	var keys []string
+	for _, m := range te.Errors {
+		if sm := unknownField.FindStringSubmatch(m); sm != nil {
+			keys = append(keys, fmt.Sprintf("%s: unknown key %q", sm[1], sm[2]))
+		}
 	}
-	return errors.New(strings.Join(msgs, "; "))
+	return keys, nil
+}
+
+var (
+	nodeType    = reflect.TypeFor[yaml.Node]()
+	configShape = sync.OnceValue(func() reflect.Type { return shapeOf(reflect.TypeFor[Config]()) })
+)
+
+// shapeOf is t with its structs (those that decode field by field) kept and every other type
+// replaced by yaml.Node.
+func shapeOf(t reflect.Type) reflect.Type {
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
+		return nodeType
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return reflect.PointerTo(shapeOf(t.Elem()))
+	case reflect.Slice:
+		return reflect.SliceOf(shapeOf(t.Elem()))
+	case reflect.Map:
+		return reflect.MapOf(t.Key(), shapeOf(t.Elem()))
+	case reflect.Struct:
+		var fields []reflect.StructField
+		for f := range t.Fields() {
+			if f.IsExported() {
+				fields = append(fields, reflect.StructField{Name: f.Name, Type: shapeOf(f.Type), Tag: f.Tag, Anonymous: f.Anonymous})
+			}
+		}
+		return reflect.StructOf(fields)
+	default:
+		return nodeType
+	}
+}
+
+// expandValues expands the environment (expand) in every scalar value under n: mapping
+// values and sequence items, not keys, tags or comments. An alias is expanded where its
+// anchor is, once. A plain scalar's type follows its new text (history: ${HISTORY} is a
+// number); a quoted one stays a string. Each malformed reference adds a problem.
+func expandValues(n *yaml.Node, env func(string) string, problems *[]string) {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			expandValues(c, env, problems)
+		}
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			expandValues(n.Content[i], env, problems)
+		}
+	case yaml.ScalarNode:
+		v, err := expand(n.Value, env)
+		if err != nil {
+			*problems = append(*problems, fmt.Sprintf("line %d: %v", n.Line, err))
+			return
+		}
+		if v == n.Value {
+			return
+		}
+		n.Value = v
+		const kept = yaml.TaggedStyle | yaml.DoubleQuotedStyle | yaml.SingleQuotedStyle | yaml.LiteralStyle | yaml.FoldedStyle
+		if n.Style&kept == 0 {
+			n.Tag = "" // resolved again from the new value
+		}
+	}
+}
+
+// varName is what ${...} may hold.
+var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// expand replaces each ${NAME} in s by env(NAME) ("" when unset), in one pass: a value that
+// itself holds ${...} is not expanded again. $${ stands for a literal ${; any other $ (a lone
+// one, $NAME, $$) is kept as written. ${ without a closing brace or a valid name is an error,
+// so that a shell-style default (${NAME:-x}) is not taken for text.
+func expand(s string, env func(string) string) (string, error) {
+	if !strings.Contains(s, "${") {
+		return s, nil
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		if i > 0 && s[i-1] == '$' { // $${: a literal ${
+			b.WriteString(s[:i-1])
+			b.WriteString("${")
+			s = s[i+2:]
+			continue
+		}
+		b.WriteString(s[:i])
+		end := strings.IndexByte(s[i+2:], '}')
+		if end < 0 {
+			return "", fmt.Errorf("${ without a closing }: write ${NAME}, or $${ for a literal ${")
+		}
+		name := s[i+2 : i+2+end]
+		if !varName.MatchString(name) {
+			return "", fmt.Errorf("${%s} is not a variable: only ${NAME} is expanded (no default or other operator); $${ is a literal ${", name)
+		}
+		b.WriteString(env(name))
+		s = s[i+2+end+1:]
+	}
 }
 
 // overrides maps environment variables to the setting each replaces.
