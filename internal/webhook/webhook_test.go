@@ -23,7 +23,7 @@ func sign(key, body []byte) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
-func fixture(t *testing.T, name string) []byte {
+func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
