@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/hastack/hastack/internal/config"
 )
@@ -98,17 +99,31 @@ func (p Project) run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, bin, append(p.base(), args...)...)
 	cmd.Dir = p.Dir
 	cmd.Env = config.ChildEnv(os.Environ())
-	var stdout, combined bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&stdout, &combined)
-	stderr := io.Writer(&combined)
+	var stdout, buf bytes.Buffer
+	// Two goroutines copy stdout and stderr: combined takes the writes of both, one at a time.
+	combined := &lockedWriter{w: &buf}
+	cmd.Stdout = io.MultiWriter(&stdout, combined)
+	stderr := io.Writer(combined)
 	if p.Output != nil {
-		stderr = io.MultiWriter(&combined, p.Output)
+		stderr = io.MultiWriter(combined, p.Output)
 	}
 	cmd.Stderr = stderr
 	if err := cmd.Run(); err != nil {
-		return nil, &Error{Args: args, Err: err, Output: combined.String()}
+		return nil, &Error{Args: args, Err: err, Output: buf.String()}
 	}
 	return stdout.Bytes(), nil
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // Validate checks the project's compose files (syntax, interpolation, references) without

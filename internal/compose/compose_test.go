@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,5 +107,47 @@ func TestRunEnvironment(t *testing.T) {
 	}
 	if strings.Contains(env, "_leak") || strings.Contains(env, "HASTACK_AGENT_") {
 		t.Errorf("a secret reaches the CLI:\n%s", env)
+	}
+}
+
+// TestRunOutput: stdout is returned as printed, and a failure's error ends with what the CLI
+// printed on both streams, which it writes at the same time (a data race under -race once).
+func TestRunOutput(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "docker")
+	script := `#!/bin/sh
+i=0
+while [ $i -lt 200 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done &
+while [ $i -lt 200 ]; do echo "out2 $i"; echo "err2 $i" >&2; i=$((i+1)); done
+wait
+for last; do :; done
+[ "$last" != fail ] || { echo "last words" >&2; exit 3; }
+`
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	p := Project{Name: "test", Dir: dir, Binary: bin, Output: &progress}
+	out, err := p.run(t.Context(), "ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(out), "\n"); n != 400 || strings.Contains(string(out), "err") {
+		t.Errorf("stdout has %d lines, or stderr in it:\n%s", n, out)
+	}
+	if n := strings.Count(progress.String(), "\n"); n != 400 || strings.Contains(progress.String(), "out") {
+		t.Errorf("Output has %d lines, or stdout in it", n)
+	}
+
+	_, err = p.run(t.Context(), "fail")
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v, want an *Error", err)
+	}
+	if n := strings.Count(ce.Output, "\n"); n != 801 {
+		t.Errorf("the error's output has %d lines, want both streams' 801", n)
+	}
+	if !strings.HasSuffix(err.Error(), "last words") {
+		t.Errorf("error %q does not end with the CLI's last line", err)
 	}
 }
