@@ -115,7 +115,7 @@ seed_from_primary() {
 	dbs=$(MYSQL_PWD=$REPL_PW mariadb -h "$PRIMARY" -u repl -N -B -e \
 		"SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ('mysql','information_schema','performance_schema','sys')")
 	[ -n "$dbs" ] || die "primary has no application schema to copy"
-	log "seeding from $PRIMARY: $(echo $dbs)"
+	log "seeding from $PRIMARY: ${dbs//$'\n'/ }"
 	# --master-data=1 with --gtid writes SET GLOBAL gtid_slave_pos to the dump's snapshot position.
 	# shellcheck disable=SC2086
 	MYSQL_PWD=$REPL_PW mariadb-dump -h "$PRIMARY" -u repl --single-transaction --master-data=1 --gtid \

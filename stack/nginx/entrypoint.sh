@@ -43,6 +43,8 @@ setup_tls() {
 
 setup_redirect() {
 	if [ "$HTTPS_PORT" = 443 ]; then
+		# $host and $request_uri are nginx's variables, written as they are.
+		# shellcheck disable=SC2016
 		echo 'return 301 https://$host$request_uri;' >"$GEN/redirect.conf"
 	else
 		echo "return 301 https://\$host:$HTTPS_PORT\$request_uri;" >"$GEN/redirect.conf"
