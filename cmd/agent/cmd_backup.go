@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -43,6 +44,10 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	signer := ""
+	if keys, err := loadManifestKeys(cfg, ""); err == nil {
+		signer = keys.SigningKeyID()
+	}
 	s3 := cfg.Backup.S3
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -54,22 +59,43 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(tw, "source\t%s (%s, %s)\n", m.Source.Container, m.Source.Role, m.Source.ServerVersion)
 	fmt.Fprintf(tw, "gtid\t%s\n", m.GTID)
 	fmt.Fprintf(tw, "object\t%s%s (%d bytes, %d uncompressed, sha256 %s)\n", s3.Prefix, m.DumpKey, m.StoredBytes, m.RawBytes, m.SHA256)
+	if signer != "" {
+		fmt.Fprintf(tw, "signed\t%s%s (key id %s, backup.manifest_key_file)\n", s3.Prefix, backup.SignatureKey(m.ID), signer)
+	} else {
+		fmt.Fprintf(tw, "signed\tNO: set backup.manifest_key_file, or restores and drills of this backup need --allow-unsigned\n")
+	}
 	fmt.Fprintf(tw, "took\t%s\n", m.Finished.Sub(m.Started).Round(1e6))
 	if len(pruned) > 0 {
 		fmt.Fprintf(tw, "pruned\t%s (backup.retention)\n", strings.Join(pruned, ", "))
 	}
 	tw.Flush()
-	names := make([]string, 0, len(m.Tables))
-	for t := range m.Tables {
-		if !strings.HasPrefix(t, "mysql.") {
-			names = append(names, t)
-		}
-	}
-	sort.Strings(names)
+	names := slices.Collect(maps.Keys(m.UserTables()))
+	slices.SortFunc(names, backup.TableName.Compare)
 	for _, t := range names {
 		fmt.Fprintf(stdout, "  %s: %d rows\n", t, m.Tables[t].Rows)
 	}
 	return nil
+}
+
+// loadManifestKeys reads the manifest keys from file, else from backup.manifest_key_file; it
+// returns nil (no keys) when neither is set.
+func loadManifestKeys(cfg config.Config, file string) (*backup.ManifestKeys, error) {
+	field := "--manifest-key"
+	if file == "" {
+		file, field = cfg.Backup.ManifestKeyFile, "backup.manifest_key_file"
+	}
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read the manifest key: %w", field, err)
+	}
+	keys, err := backup.ParseManifestKeys(b)
+	if err != nil {
+		return nil, &config.FieldError{Field: field, Problem: fmt.Sprintf("%s: %v", file, err)}
+	}
+	return keys, nil
 }
 
 // doBackup takes one backup as configured and, when prune is set, applies the retention
@@ -83,12 +109,18 @@ func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, pru
 		}
 		recipients = append(recipients, rec)
 	}
+	// A configured key that cannot be read fails the backup: an unsigned backup would be
+	// refused by the restore that needs it.
+	keys, err := loadManifestKeys(cfg, "")
+	if err != nil {
+		return backup.Manifest{}, nil, err
+	}
 	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return backup.Manifest{}, nil, err
 	}
 	m, err := backup.Run(ctx, backup.Options{Replica: cfg.Backup.Replica, Primary: cfg.Backup.Primary,
-		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, AgentVersion: version, Note: note,
+		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, Keys: keys, AgentVersion: version, Note: note,
 		Taken: func(ctx context.Context, id string) (bool, error) {
 			objs, err := store.List(ctx, id+"/")
 			return len(objs) > 0, err

@@ -24,7 +24,10 @@ import (
 
 const restoreSynopsis = `restore [flags] [ID|latest]
 
-Brings a backup back. The whole object is downloaded and verified first (SHA-256, decryption,
+Brings a backup back. Its manifest must be signed with backup.manifest_key_file's key (anyone who
+can write to the bucket could otherwise forge a backup that runs as root): an unsigned backup is
+refused unless --allow-unsigned is given with its ID, a wrong signature always. The dump is loaded
+by the mariadb client in sandbox mode (no shell commands). The whole object is downloaded and verified first (SHA-256, decryption,
 decompression, the dump's closing line, every table's rows): a corrupt or truncated backup is
 refused before the database is touched. Then, unless --no-safety-backup, the current database is
 backed up; the backup's databases are dropped and loaded again on the target; the row counts are
@@ -44,7 +47,9 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	targetPassword := fs.String("target-password-file", "", "root password file inside the --target container (default: the unix socket)")
 	noSafety := fs.Bool("no-safety-backup", false, "do not back the current database up first")
 	identity := fs.String("identity", "", "age identity file for an encrypted backup (default: backup.age_identity_file)")
-	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing (the backup is not read)")
+	manifestKey := fs.String("manifest-key", "", "key file that checks the manifest's signature (default: backup.manifest_key_file)")
+	allowUnsigned := fs.Bool("allow-unsigned", false, "restore the backup named by ID although its manifest is not signed, or signed with a key not at hand (never one with a wrong signature)")
+	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing (the backup's object is not read)")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	asJSON := fs.Bool("json", false, "print the result (or, with --dry-run, the plan) as JSON")
 	if err := parse(fs, args); err != nil {
@@ -52,6 +57,10 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if fs.NArg() > 1 || fs.NArg() == 1 && *at != "" {
 		return usagef("restore: give one backup: an ID, latest, or --at TIME")
+	}
+	choice := backupChoice{which: fs.Arg(0), at: *at, keyFile: *manifestKey, allowUnsigned: *allowUnsigned}
+	if err := choice.check(); err != nil {
+		return err
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
@@ -61,10 +70,11 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	m, err := chooseBackup(ctx, cfg, store, fs.Arg(0), *at)
+	e, err := chooseAuthenticated(ctx, cfg, store, choice)
 	if err != nil {
 		return err
 	}
+	m := *e.Manifest
 	ids, err := loadIdentities(cfg, *identity, m.Encrypted)
 	if err != nil {
 		return err
@@ -79,6 +89,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	plan.Auth = e.Auth
 	if *dryRun {
 		if *asJSON {
 			return writeJSON(stdout, plan)
@@ -95,7 +106,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 
-	o := backup.RestoreOptions{Backup: m, Reader: store, Identities: ids, Progress: newProgress(stderr).report}
+	o := backup.RestoreOptions{Backup: m, Auth: e.Auth, AllowUnsigned: *allowUnsigned, Reader: store, Identities: ids, Progress: newProgress(stderr).report}
 	switch plan.Kind {
 	case "new":
 		image, err := mariadbImage(ctx, cfg, engine)
@@ -146,13 +157,14 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // restorePlan is what a restore will do.
 type restorePlan struct {
-	Backup       backup.Manifest `json:"backup"`
-	Kind         string          `json:"kind"` // primary, new, container
-	Target       string          `json:"target"`
-	Replica      string          `json:"replica,omitempty"` // checked after the load
-	SafetyBackup bool            `json:"safety_backup"`
-	Databases    []string        `json:"databases"` // dropped and loaded again
-	Notes        []string        `json:"notes,omitempty"`
+	Backup       backup.Manifest     `json:"backup"`
+	Kind         string              `json:"kind"` // primary, new, container
+	Target       string              `json:"target"`
+	Replica      string              `json:"replica,omitempty"` // checked after the load
+	SafetyBackup bool                `json:"safety_backup"`
+	Databases    []string            `json:"databases"` // dropped and loaded again
+	Auth         backup.Authenticity `json:"auth"`      // what checking the manifest's signature found
+	Notes        []string            `json:"notes,omitempty"`
 	passwordFile string
 }
 
@@ -204,6 +216,7 @@ func printPlan(w io.Writer, cfg config.Config, p restorePlan) {
 	if m.Note != "" {
 		fmt.Fprintf(tw, "note\t%s\n", m.Note)
 	}
+	fmt.Fprintf(tw, "manifest\t%s\n", authLine(p.Auth))
 	tw.Flush()
 	fmt.Fprintln(w, "steps:")
 	n := 0
@@ -243,26 +256,75 @@ func confirm(w io.Writer, p restorePlan) error {
 	return nil
 }
 
+// backupChoice is which backup a restore or drill wants and how its manifest is checked.
+type backupChoice struct {
+	which, at     string // an ID, "" or "latest"; or a time (restore --at)
+	keyFile       string // --manifest-key; "" for backup.manifest_key_file
+	allowUnsigned bool
+}
+
+// check refuses --allow-unsigned without a backup's ID: it trusts the bucket for one backup that
+// someone looked at (agent backups), not for whatever is newest there.
+func (c backupChoice) check() error {
+	if c.allowUnsigned && (c.which == "" || c.which == "latest" || c.at != "") {
+		return usagef("--allow-unsigned needs the ID of the backup to trust (agent backups lists them and their signatures), not latest or --at: " +
+			"whoever can write to the bucket can make an unsigned backup the newest")
+	}
+	return nil
+}
+
+// chooseAuthenticated picks the complete backup of c and checks its manifest's signature with
+// the manifest key; it refuses a backup that backup.Authorize refuses, or that this agent
+// cannot restore (an ambiguous version 1 manifest).
+func chooseAuthenticated(ctx context.Context, cfg config.Config, store *s3store.Store, c backupChoice) (backup.Entry, error) {
+	keys, err := loadManifestKeys(cfg, c.keyFile)
+	if err != nil {
+		return backup.Entry{}, err
+	}
+	e, err := chooseBackup(ctx, cfg, store, c.which, c.at)
+	if err != nil {
+		return e, err
+	}
+	if err := backup.Authenticate(ctx, catalog{store}, keys, &e); err != nil {
+		return e, err
+	}
+	if err := backup.Authorize(e.ID, e.Auth, c.allowUnsigned); err != nil {
+		return e, fmt.Errorf("%w; nothing was touched", err)
+	}
+	return e, e.Manifest.Restorable()
+}
+
+// authLine says what checking a manifest's signature found, for the plan.
+func authLine(a backup.Authenticity) string {
+	switch a.Status {
+	case backup.AuthVerified:
+		return "signature verified (key id " + a.KeyID + ")"
+	case backup.AuthNoKey, backup.AuthUnknownKey:
+		return "signed with key id " + a.KeyID + ", NOT checked (no such key here): restored unchecked because of --allow-unsigned"
+	}
+	return "NOT signed: restored unchecked because of --allow-unsigned"
+}
+
 // chooseBackup picks the complete backup named by arg ("", "latest" or an ID) or by at.
-func chooseBackup(ctx context.Context, cfg config.Config, store *s3store.Store, arg, at string) (backup.Manifest, error) {
+func chooseBackup(ctx context.Context, cfg config.Config, store *s3store.Store, arg, at string) (backup.Entry, error) {
 	entries, err := backup.List(ctx, catalog{store})
 	if err != nil {
-		return backup.Manifest{}, err
+		return backup.Entry{}, err
 	}
 	loc, err := backupLocation(cfg)
 	if err != nil {
-		return backup.Manifest{}, err
+		return backup.Entry{}, err
 	}
-	m, err := pickBackup(entries, arg, at, loc)
+	e, err := pickBackup(entries, arg, at, loc)
 	if err != nil && len(entries) == 0 {
-		return m, fmt.Errorf("%w in s3://%s/%s", err, cfg.Backup.S3.Bucket, cfg.Backup.S3.Prefix)
+		return e, fmt.Errorf("%w in s3://%s/%s", err, cfg.Backup.S3.Bucket, cfg.Backup.S3.Prefix)
 	}
-	return m, err
+	return e, err
 }
 
 // pickBackup chooses among entries (newest first) the complete backup named by arg ("",
 // "latest" or an ID) or, with at, the newest complete one taken at or before that time.
-func pickBackup(entries []backup.Entry, arg, at string, loc *time.Location) (backup.Manifest, error) {
+func pickBackup(entries []backup.Entry, arg, at string, loc *time.Location) (backup.Entry, error) {
 	var complete []backup.Entry
 	for _, e := range entries {
 		if e.Complete {
@@ -270,31 +332,31 @@ func pickBackup(entries []backup.Entry, arg, at string, loc *time.Location) (bac
 		}
 	}
 	if len(complete) == 0 {
-		return backup.Manifest{}, errors.New("no complete backup (agent backups lists what is there)")
+		return backup.Entry{}, errors.New("no complete backup (agent backups lists what is there)")
 	}
 	switch {
 	case at != "":
 		t, err := parseTime(at, loc)
 		if err != nil {
-			return backup.Manifest{}, usagef("--at %q: %v", at, err)
+			return backup.Entry{}, usagef("--at %q: %v", at, err)
 		}
 		for _, e := range complete {
 			if !e.Manifest.Started.After(t) {
-				return *e.Manifest, nil
+				return e, nil
 			}
 		}
-		return backup.Manifest{}, fmt.Errorf("no complete backup taken at or before %s: the oldest is %s", t.Format(time.RFC3339), complete[len(complete)-1].ID)
+		return backup.Entry{}, fmt.Errorf("no complete backup taken at or before %s: the oldest is %s", t.Format(time.RFC3339), complete[len(complete)-1].ID)
 	case arg == "" || arg == "latest":
-		return *complete[0].Manifest, nil
+		return complete[0], nil
 	}
 	i := slices.IndexFunc(entries, func(e backup.Entry) bool { return e.ID == arg })
 	switch {
 	case i < 0:
-		return backup.Manifest{}, fmt.Errorf("no backup %s (agent backups lists them)", arg)
+		return backup.Entry{}, fmt.Errorf("no backup %s (agent backups lists them)", arg)
 	case !entries[i].Complete:
-		return backup.Manifest{}, fmt.Errorf("backup %s is not complete (%s): it cannot be restored", arg, entries[i].Problem)
+		return backup.Entry{}, fmt.Errorf("backup %s is not complete (%s): it cannot be restored", arg, entries[i].Problem)
 	}
-	return *entries[i].Manifest, nil
+	return entries[i], nil
 }
 
 func parseTime(s string, loc *time.Location) (time.Time, error) {

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hastack/hastack/internal/backup"
+	"github.com/hastack/hastack/internal/config"
 )
 
 func entry(id string, complete bool) backup.Entry {
@@ -81,5 +84,58 @@ func TestProgressOnATerminal(t *testing.T) {
 	p.report(backup.RestoreProgress{Step: "load", Total: 100})
 	if lines := strings.Count(b.String(), "\n"); lines != 2 || strings.Contains(b.String(), "\r") {
 		t.Errorf("without a terminal: one line per step, got %q", b.String())
+	}
+}
+
+func TestBackupChoiceAllowUnsignedNeedsAnID(t *testing.T) {
+	for _, tc := range []struct {
+		c  backupChoice
+		ok bool
+	}{
+		{backupChoice{}, true},
+		{backupChoice{which: "latest"}, true},
+		{backupChoice{which: "20261124T030000Z", allowUnsigned: true}, true},
+		{backupChoice{allowUnsigned: true}, false},
+		{backupChoice{which: "latest", allowUnsigned: true}, false},
+		{backupChoice{at: "2026-11-24", allowUnsigned: true}, false},
+	} {
+		err := tc.c.check()
+		if tc.ok != (err == nil) || err != nil && (!errors.Is(err, errUsage) || !strings.Contains(err.Error(), "needs the ID")) {
+			t.Errorf("%+v: check() = %v", tc.c, err)
+		}
+	}
+}
+
+func TestLoadManifestKeys(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "manifest_key")
+	os.WriteFile(good, []byte("0123456789abcdef0123456789abcdef0123456789abcdef\n"), 0o600)
+	short := filepath.Join(dir, "short")
+	os.WriteFile(short, []byte("s3cret\n"), 0o600)
+	for _, tc := range []struct {
+		name, configured, flag string
+		keys                   bool   // keys returned
+		err                    string // or an error naming this
+	}{
+		{"none configured", "", "", false, ""},
+		{"configured", good, "", true, ""},
+		{"flag over config", short, good, true, ""},
+		{"missing file", filepath.Join(dir, "gone"), "", false, "backup.manifest_key_file: read the manifest key"},
+		{"short key, from the flag", "", short, false, "--manifest-key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cfg config.Config
+			cfg.Backup.ManifestKeyFile = tc.configured
+			keys, err := loadManifestKeys(cfg, tc.flag)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || (keys != nil) != tc.keys {
+				t.Fatalf("keys %v, err %v", keys, err)
+			}
+		})
 	}
 }

@@ -23,9 +23,9 @@ type containerServer struct {
 
 func (s containerServer) Name() string { return s.container }
 
-// client is the command line running the MariaDB client as root with args.
+// client is the command line running the MariaDB client as root with args, in sandbox mode.
 func (s containerServer) client(args ...string) []string {
-	return backup.RootCommand(s.passwordFile, "mariadb", append([]string{"-uroot"}, args...)...)
+	return backup.ClientCommand(s.passwordFile, args...)
 }
 
 // Load runs the SQL read from sql; the client stops at the first error.
@@ -38,7 +38,8 @@ func (s containerServer) Load(ctx context.Context, sql io.Reader) error {
 	return e.Wait(ctx)
 }
 
-// Query runs q and returns its rows (mariadb --batch: a tab-separated header, then rows).
+// Query runs q and returns its rows (mariadb --batch: a tab-separated header, then rows, with
+// tab, newline, NUL and backslash escaped in values; NULL is "NULL").
 func (s containerServer) Query(ctx context.Context, q string) ([]map[string]string, error) {
 	e, err := s.engine.ExecStream(ctx, s.container, s.client("--batch", "-e", q), nil)
 	if err != nil {
@@ -50,6 +51,9 @@ func (s containerServer) Query(ctx context.Context, q string) ([]map[string]stri
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
 		cols := strings.Split(sc.Text(), "\t")
+		for i, c := range cols {
+			cols[i] = unescapeBatch(c)
+		}
 		if header == nil {
 			header = cols
 			continue
@@ -68,6 +72,33 @@ func (s containerServer) Query(ctx context.Context, q string) ([]map[string]stri
 		return nil, err
 	}
 	return rows, scanErr
+}
+
+// unescapeBatch undoes the escaping of a value in mariadb --batch output (\t, \n, \0, \\), so
+// that a table named with a tab or a backslash comes back as its name.
+func unescapeBatch(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		i++
+		switch s[i] {
+		case 't':
+			b.WriteByte('\t')
+		case 'n':
+			b.WriteByte('\n')
+		case '0':
+			b.WriteByte(0)
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
 }
 
 // scratchServer starts a throw-away MariaDB server from image: no network, no binary log, its

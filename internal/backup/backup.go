@@ -44,6 +44,8 @@ type Options struct {
 	// PasswordFile is the root password's file inside the containers.
 	PasswordFile string
 	Recipients   []age.Recipient // encrypt to these when set
+	// Keys sign the manifest (with the first key) when set; see ManifestKeys.
+	Keys         *ManifestKeys
 	AgentVersion string
 	StackCommit  string
 	Note         string // recorded in the manifest: why this backup was taken
@@ -107,13 +109,19 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 	m.GTID = counter.GTID()
 	m.Source.ServerVersion = orUnknown(counter.ServerVersion())
 	m.Tools[ToolMariaDBDump] = orUnknown(counter.DumpVersion())
-	m.Tables = map[string]TableInfo{}
+	m.Tables = map[TableName]TableInfo{}
 	for t, n := range counter.Tables() {
 		m.Tables[t] = TableInfo{Rows: n}
 	}
 	b, err := EncodeManifest(m)
 	if err != nil {
 		return m, err
+	}
+	// The signature first: the manifest, written last, makes the backup exist.
+	if o.Keys != nil {
+		if err := store.Put(ctx, SignatureKey(m.ID), o.Keys.Sign(b), "text/plain"); err != nil {
+			return m, fmt.Errorf("write the manifest signature of %s: %w", m.ID, err)
+		}
 	}
 	if err := store.Put(ctx, ManifestKey(m.ID), b, "application/json"); err != nil {
 		return m, fmt.Errorf("write manifest of %s: %w", m.ID, err)
@@ -157,6 +165,16 @@ func RootCommand(passwordFile, program string, args ...string) []string {
 		script = fmt.Sprintf(`MYSQL_PWD="$(cat %s)" || exit 3; export MYSQL_PWD; %s`, shellQuote(passwordFile), script)
 	}
 	return []string{"sh", "-c", script}
+}
+
+// ClientCommand is the command line of the mariadb client as root in a database container (see
+// RootCommand) with args, always in sandbox mode (--sandbox, MariaDB 10.5.25+ and 11.x clients):
+// the client then refuses its own commands that reach outside the server (\! runs a shell
+// command in the container, \. reads a file, tee and pager write one) and stops with an error.
+// A restore feeds the client a dump read from the store; mariadb-dump's first line turns sandbox
+// mode on, but a dump without that line must not run a shell in the database container.
+func ClientCommand(passwordFile string, args ...string) []string {
+	return RootCommand(passwordFile, "mariadb", append([]string{"--sandbox", "-uroot"}, args...)...)
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

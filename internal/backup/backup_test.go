@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ func TestRunOnReplica(t *testing.T) {
 	if m.Source.Role != RoleReplica || m.GTID != "0-1-42" || m.Source.ServerVersion != "11.8.9-MariaDB-0+deb13u1-log" || m.Tools[ToolMariaDBDump] != "10.19-11.8.9-MariaDB" {
 		t.Fatalf("manifest %+v", m)
 	}
-	if m.Tables["app.visits"].Rows != 6 {
+	if m.Tables[tn("app.visits")].Rows != 6 {
 		t.Fatalf("tables %v", m.Tables)
 	}
 	b, ok := st.objects[ManifestKey(m.ID)]
@@ -222,5 +223,33 @@ func TestRootCommand(t *testing.T) {
 	}
 	if _, err := exec.Command("sh", RootCommand(pw+".missing", "true")[1:]...).CombinedOutput(); err == nil {
 		t.Fatal("a missing password file must fail the command")
+	}
+}
+
+func TestClientCommandIsSandboxed(t *testing.T) {
+	// A mariadb on PATH that prints its arguments: what the container's client would be given.
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "mariadb"), []byte("#!/bin/sh\nprintf '%s\\n' \"$@\"\n"), 0o755)
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"load", []string{"--batch", "--max-allowed-packet=1G"}},
+		{"query", []string{"--batch", "-e", "SELECT 1"}},
+		{"no arguments", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := ClientCommand("", tc.args...)
+			out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v: %v\n%s", cmd, err, out)
+			}
+			got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+			want := append([]string{"--sandbox", "-uroot"}, tc.args...)
+			if !slices.Equal(got, want) {
+				t.Fatalf("the client was run with %q, want %q: every client a restore runs must be in sandbox mode", got, want)
+			}
+		})
 	}
 }

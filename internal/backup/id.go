@@ -15,6 +15,7 @@ const (
 	dumpName          = "dump.sql.zst"
 	encryptedDumpName = dumpName + ".age"
 	manifestName      = "manifest.json"
+	signatureName     = manifestName + ".sig"
 )
 
 // NewID returns the ID of a backup started at t: t in UTC, truncated to the second.
@@ -39,6 +40,10 @@ func DumpKey(id string, encrypted bool) string {
 
 // ManifestKey returns the key of a backup's manifest, relative to the store prefix.
 func ManifestKey(id string) string { return id + "/" + manifestName }
+
+// SignatureKey returns the key of a backup manifest's signature (see ManifestKeys), relative to
+// the store prefix.
+func SignatureKey(id string) string { return id + "/" + signatureName }
 
 // IDFromKey returns the backup ID an object key belongs to. The key is relative to the store
 // prefix and must have the form "<id>/<name>", with a valid ID and a non-empty name without a

@@ -30,6 +30,10 @@ type Entry struct {
 	Manifest *Manifest `json:"manifest,omitempty"`
 	Bytes    int64     `json:"bytes"` // all its objects
 	Keys     []string  `json:"-"`     // all its objects' keys
+	// Auth is what checking the manifest's signature found: set by Authenticate, not by List.
+	Auth Authenticity `json:"auth,omitzero"`
+
+	raw []byte // the manifest's bytes as read: what its signature covers
 }
 
 // maxManifest bounds what is read as a manifest.
@@ -61,10 +65,10 @@ func List(ctx context.Context, c Catalog) ([]Entry, error) {
 	}
 	var out []Entry
 	for id, e := range byID {
-		m, err := readManifest(ctx, c, id)
+		m, raw, err := readManifest(ctx, c, id)
 		switch {
 		case err == nil:
-			e.Complete, e.Problem, e.Manifest = true, "", &m
+			e.Complete, e.Problem, e.Manifest, e.raw = true, "", &m, raw
 		case !errors.Is(err, ErrNotFound):
 			e.Problem = err.Error()
 		}
@@ -74,21 +78,51 @@ func List(ctx context.Context, c Catalog) ([]Entry, error) {
 	return out, nil
 }
 
-func readManifest(ctx context.Context, c Catalog, id string) (Manifest, error) {
-	rc, _, err := c.Get(ctx, ManifestKey(id))
+func readManifest(ctx context.Context, c Catalog, id string) (Manifest, []byte, error) {
+	b, err := readSmall(ctx, c, ManifestKey(id), maxManifest)
 	if err != nil {
-		return Manifest{}, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxManifest))
-	if err != nil {
-		return Manifest{}, fmt.Errorf("read manifest of %s: %w", id, err)
+		return Manifest{}, nil, err
 	}
 	m, err := DecodeManifest(b)
 	if err == nil && m.ID != id {
 		err = fmt.Errorf("manifest of %s names backup %s", id, m.ID)
 	}
-	return m, err
+	return m, b, err
+}
+
+// readSmall reads a whole object of at most max bytes; a larger one is an error.
+func readSmall(ctx context.Context, c Catalog, key string, max int64) ([]byte, error) {
+	rc, _, err := c.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("read %s: larger than %d bytes", key, max)
+	}
+	return b, nil
+}
+
+// Authenticate reads the signature of a complete entry of List and checks it, with keys (nil:
+// none configured), against the manifest's bytes as List read them, which are the bytes its
+// Manifest was decoded from. It sets e.Auth; an error is a failure to read the signature.
+func Authenticate(ctx context.Context, c Catalog, keys *ManifestKeys, e *Entry) error {
+	if !e.Complete || e.raw == nil {
+		return fmt.Errorf("authenticate backup %s: its manifest was not read (not a complete backup of List)", e.ID)
+	}
+	sig, err := readSmall(ctx, c, SignatureKey(e.ID), maxSignature)
+	if errors.Is(err, ErrNotFound) {
+		sig, err = nil, nil
+	}
+	if err != nil {
+		return fmt.Errorf("authenticate backup %s: %w", e.ID, err)
+	}
+	e.Auth = keys.Check(e.raw, sig)
+	return nil
 }
 
 // ErrNotFound is what a Catalog's Get returns (wrapped or not) for a missing object.

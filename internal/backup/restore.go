@@ -29,32 +29,36 @@ type Server interface {
 var systemDatabases = map[string]bool{"mysql": true, "sys": true, "information_schema": true, "performance_schema": true}
 
 // UserTables returns the manifest's tables outside the server's own databases.
-func (m Manifest) UserTables() map[string]TableInfo {
-	out := map[string]TableInfo{}
+func (m Manifest) UserTables() map[TableName]TableInfo {
+	out := map[TableName]TableInfo{}
 	for name, t := range m.Tables {
-		if db, _, ok := strings.Cut(name, "."); ok && !systemDatabases[db] {
+		if name.Database != "" && !systemDatabases[name.Database] {
 			out[name] = t
 		}
 	}
 	return out
 }
 
-// Databases returns the databases of the manifest's user tables, sorted.
+// Databases returns the databases of the manifest's user tables, sorted: the databases a
+// restore drops and loads again.
 func (m Manifest) Databases() []string {
 	set := map[string]bool{}
 	for name := range m.UserTables() {
-		db, _, _ := strings.Cut(name, ".")
-		set[db] = true
+		set[name.Database] = true
 	}
 	return slices.Sorted(maps.Keys(set))
 }
 
 // RestoreOptions say what to restore where.
 type RestoreOptions struct {
-	Backup     Manifest
-	Reader     ObjectReader
-	Identities []age.Identity
-	Target     Server // where the dump is loaded
+	Backup Manifest
+	// Auth is what checking Backup's signature found (Authenticate); AllowUnsigned accepts
+	// a backup without a signature that can be checked (see Authorize).
+	Auth          Authenticity
+	AllowUnsigned bool
+	Reader        ObjectReader
+	Identities    []age.Identity
+	Target        Server // where the dump is loaded
 	// Replica, when set, replicates from Target: after the load it must catch up with Target's
 	// GTID position, with both threads running, and hold the same rows.
 	Replica        Server
@@ -108,11 +112,12 @@ func (e *RestoreError) Error() string {
 
 func (e *RestoreError) Unwrap() error { return e.Err }
 
-// Restore brings a backup back: it verifies the whole object first (nothing is touched if it is
-// corrupt, truncated or undecryptable), takes the safety backup, drops the backup's databases on
-// the target and loads the dump (the target's binary log carries it to a replica), then checks
-// the target's row counts against the manifest and, with a replica, that replication caught up
-// and the replica holds the same rows.
+// Restore brings a backup back: it refuses a backup whose manifest is not authenticated (see
+// Authorize), verifies the whole object first (nothing is touched if it is corrupt, truncated or
+// undecryptable), takes the safety backup, drops the backup's databases on the target and loads
+// the dump (the target's binary log carries it to a replica), then checks the target's row
+// counts against the manifest and, with a replica, that replication caught up and the replica
+// holds the same rows.
 func Restore(ctx context.Context, o RestoreOptions) (RestoreReport, error) {
 	start := time.Now()
 	m := o.Backup
@@ -125,6 +130,9 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreReport, error) {
 		return func(n int64) { progress(RestoreProgress{Step: step, Read: n, Total: m.StoredBytes}) }
 	}
 
+	if err := Authorize(m.ID, o.Auth, o.AllowUnsigned); err != nil {
+		return report, &RestoreError{Step: "authenticate", Err: err}
+	}
 	progress(RestoreProgress{Step: "verify", Total: m.StoredBytes})
 	v, err := Verify(ctx, m, o.Reader, o.Identities, bytesOf("verify"))
 	if err != nil {
@@ -143,7 +151,12 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreReport, error) {
 	}
 
 	progress(RestoreProgress{Step: "load", Total: m.StoredBytes})
-	if err := load(ctx, v, o.Reader, o.Identities, o.Target, bytesOf("load")); err != nil {
+	sql, err := OpenDump(ctx, v, o.Reader, o.Identities, bytesOf("load"))
+	if err != nil {
+		// Nothing was loaded, but the safety backup may have been taken.
+		return report, &RestoreError{Step: "load", Safety: report.SafetyBackup, Err: err}
+	}
+	if err := load(ctx, m, sql, o.Target); err != nil {
 		return fail("load", err)
 	}
 
@@ -180,31 +193,28 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreReport, error) {
 	return report, nil
 }
 
-// load drops the backup's databases on the target and runs the dump there.
-func load(ctx context.Context, v Verified, r ObjectReader, ids []age.Identity, target Server, progress Progress) error {
-	sql, err := OpenDump(ctx, v, r, ids, progress)
-	if err != nil {
-		return err
-	}
+// load drops the backup's databases on the target and runs the dump read from sql there; it
+// closes sql.
+func load(ctx context.Context, m Manifest, sql io.ReadCloser, target Server) error {
 	defer sql.Close()
 	keep, err := existingAccounts(ctx, target)
 	if err != nil {
 		return err
 	}
 	var prelude strings.Builder
-	for _, db := range v.Manifest.Databases() {
+	for _, db := range m.Databases() {
 		// The dump creates each database again: what was added after the backup goes with it.
 		fmt.Fprintf(&prelude, "DROP DATABASE IF EXISTS %s;\n", quoteName(db))
 	}
 	if err := target.Load(ctx, io.MultiReader(strings.NewReader(prelude.String()), newKeepAccounts(sql, keep))); err != nil {
-		return fmt.Errorf("load backup %s into %s: %w", v.Manifest.ID, target.Name(), err)
+		return fmt.Errorf("load backup %s into %s: %w", m.ID, target.Name(), err)
 	}
 	return nil
 }
 
 // CountRows counts the rows of every base table of the given databases.
-func CountRows(ctx context.Context, s Server, databases []string) (map[string]TableInfo, error) {
-	out := map[string]TableInfo{}
+func CountRows(ctx context.Context, s Server, databases []string) (map[TableName]TableInfo, error) {
+	out := map[TableName]TableInfo{}
 	if len(databases) == 0 {
 		return out, nil
 	}
@@ -216,23 +226,33 @@ func CountRows(ctx context.Context, s Server, databases []string) (map[string]Ta
 	if err != nil {
 		return nil, fmt.Errorf("list tables on %s: %w", s.Name(), err)
 	}
-	// One statement per batch of tables: a round trip per table is slow with thousands.
-	for batch := range slices.Chunk(rows, 100) {
-		var parts []string
-		for _, r := range batch {
-			name := r["table_schema"] + "." + r["table_name"]
-			parts = append(parts, fmt.Sprintf("SELECT %s AS t, COUNT(*) AS n FROM %s.%s", quoteString(name), quoteName(r["table_schema"]), quoteName(r["table_name"])))
+	names := make([]TableName, len(rows))
+	for i, r := range rows {
+		names[i] = TableName{Database: r["table_schema"], Table: r["table_name"]}
+	}
+	// One statement per batch of tables: a round trip per table is slow with thousands. Each
+	// count is tagged with its table's index, not its name: names go into the query only as
+	// quoted identifiers.
+	for start := 0; start < len(names); start += 100 {
+		batch := names[start:min(start+100, len(names))]
+		parts := make([]string, len(batch))
+		for i, n := range batch {
+			parts[i] = fmt.Sprintf("SELECT %d AS i, COUNT(*) AS n FROM %s.%s", start+i, quoteName(n.Database), quoteName(n.Table))
 		}
 		counts, err := s.Query(ctx, strings.Join(parts, " UNION ALL "))
 		if err != nil {
 			return nil, fmt.Errorf("count rows on %s: %w", s.Name(), err)
 		}
 		for _, c := range counts {
+			i, err := strconv.Atoi(c["i"])
+			if err != nil || i < start || i >= start+len(batch) {
+				return nil, fmt.Errorf("count rows on %s: %q is not a table of the query", s.Name(), c["i"])
+			}
 			n, err := strconv.ParseInt(c["n"], 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("count rows on %s: %s: %q is not a count", s.Name(), c["t"], c["n"])
+				return nil, fmt.Errorf("count rows on %s: %s: %q is not a count", s.Name(), names[i], c["n"])
 			}
-			out[c["t"]] = TableInfo{Rows: n}
+			out[names[i]] = TableInfo{Rows: n}
 		}
 	}
 	return out, nil
@@ -270,11 +290,11 @@ func CatchUp(ctx context.Context, primary, replica Server, timeout time.Duration
 }
 
 // compareUser compares the manifest's user tables with what a server holds.
-func compareUser(m Manifest, got map[string]TableInfo) []string {
+func compareUser(m Manifest, got map[TableName]TableInfo) []string {
 	return Manifest{Tables: m.UserTables()}.CompareTables(got)
 }
 
-// quoteName quotes an identifier for MariaDB.
+// quoteName quotes an identifier for MariaDB: in backticks, a backtick in it doubled.
 func quoteName(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
 // quoteString quotes a string literal for MariaDB.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -16,7 +18,7 @@ type fakeServer struct {
 	name     string
 	loaded   string
 	loadErr  error
-	tables   map[string]int64 // what it holds after a load
+	tables   map[TableName]int64 // what it holds after a load
 	accounts []Account
 	ioRun    string
 	waited   string
@@ -33,7 +35,9 @@ func (f *fakeServer) Load(ctx context.Context, sql io.Reader) error {
 	return f.loadErr
 }
 
-var countQuery = regexp.MustCompile(`SELECT '([^']+)' AS t, COUNT\(\*\)`)
+var countQuery = regexp.MustCompile("SELECT ([0-9]+) AS i, COUNT\\(\\*\\) AS n FROM (`(?:[^`]|``)*`)\\.(`(?:[^`]|``)*`)")
+
+func unquoteName(q string) string { return strings.ReplaceAll(q[1:len(q)-1], "``", "`") }
 
 func (f *fakeServer) Query(ctx context.Context, q string) ([]map[string]string, error) {
 	var rows []map[string]string
@@ -43,13 +47,13 @@ func (f *fakeServer) Query(ctx context.Context, q string) ([]map[string]string, 
 			rows = append(rows, map[string]string{"User": a.User, "Host": a.Host})
 		}
 	case strings.HasPrefix(q, "SELECT table_schema, table_name"):
-		for name := range f.tables {
-			db, t, _ := strings.Cut(name, ".")
-			rows = append(rows, map[string]string{"table_schema": db, "table_name": t})
+		for _, name := range slices.SortedFunc(maps.Keys(f.tables), TableName.Compare) {
+			rows = append(rows, map[string]string{"table_schema": name.Database, "table_name": name.Table})
 		}
 	case countQuery.MatchString(q):
 		for _, m := range countQuery.FindAllStringSubmatch(q, -1) {
-			rows = append(rows, map[string]string{"t": m[1], "n": fmt.Sprint(f.tables[m[1]])})
+			name := TableName{Database: unquoteName(m[2]), Table: unquoteName(m[3])}
+			rows = append(rows, map[string]string{"i": m[1], "n": fmt.Sprint(f.tables[name])})
 		}
 	case strings.HasPrefix(q, "SELECT @@GLOBAL.gtid_binlog_pos"):
 		rows = append(rows, map[string]string{"pos": "0-1-99"})
@@ -67,14 +71,14 @@ func restoreFixture(t *testing.T) (RestoreOptions, *fakeServer, *fakeServer, *in
 	t.Helper()
 	dump := realHeader + sampleDump + "CREATE USER `root`@`localhost` IDENTIFIED BY PASSWORD '*OLD';\nCREATE USER `new`@`%`;\n" + realTrailer
 	m, obj := takeBackup(t, dump)
-	restored := map[string]int64{}
+	restored := map[TableName]int64{}
 	for name, ti := range m.UserTables() {
 		restored[name] = ti.Rows
 	}
 	primary := &fakeServer{name: "db_master", tables: restored, accounts: []Account{{"root", "localhost"}}}
 	replica := &fakeServer{name: "db_slave", tables: restored, ioRun: "Yes", waited: "0"}
 	safeties := 0
-	return RestoreOptions{Backup: m, Reader: obj, Target: primary, Replica: replica,
+	return RestoreOptions{Backup: m, Auth: Authenticity{Status: AuthVerified}, Reader: obj, Target: primary, Replica: replica,
 		Safety: func(ctx context.Context) (Manifest, error) { safeties++; return Manifest{ID: "20261125T000000Z"}, nil }}, primary, replica, &safeties
 }
 
@@ -144,7 +148,7 @@ func TestRestoreReportsAPartialLoad(t *testing.T) {
 func TestRestoreChecksRowsAndReplica(t *testing.T) {
 	t.Run("rows differ", func(t *testing.T) {
 		o, primary, _, _ := restoreFixture(t)
-		primary.tables = map[string]int64{"app.visits": 1}
+		primary.tables = map[TableName]int64{tn("app.visits"): 1}
 		if _, err := Restore(context.Background(), o); err == nil || !strings.Contains(err.Error(), "app.visits: rows") {
 			t.Fatalf("err = %v", err)
 		}
@@ -168,7 +172,7 @@ func TestRestoreChecksRowsAndReplica(t *testing.T) {
 func TestDrill(t *testing.T) {
 	o, _, _, _ := restoreFixture(t)
 	scratch := &fakeServer{name: "hastack-drill-1", tables: o.Target.(*fakeServer).tables, accounts: []Account{{"root", "localhost"}}}
-	rep, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Reader: o.Reader, Scratch: scratch})
+	rep, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: o.Auth, Reader: o.Reader, Scratch: scratch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,14 +180,91 @@ func TestDrill(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 
-	scratch.tables = map[string]int64{"app.visits": 2}
-	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Reader: o.Reader, Scratch: scratch}); err == nil || !strings.Contains(err.Error(), "app.visits: rows: backup 6, restored 2") {
+	scratch.tables = map[TableName]int64{tn("app.visits"): 2}
+	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: o.Auth, Reader: o.Reader, Scratch: scratch}); err == nil || !strings.Contains(err.Error(), "app.visits: rows: backup 6, restored 2") {
 		t.Fatalf("rows differ: err = %v", err)
 	}
 
 	obj := o.Reader.(*memObject)
 	obj.data[len(obj.data)-2] ^= 1
-	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Reader: o.Reader, Scratch: scratch}); !errors.Is(err, ErrCorrupt) {
+	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: o.Auth, Reader: o.Reader, Scratch: scratch}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("corrupt: err = %v", err)
+	}
+}
+
+// Nothing is touched, not even by a safety backup, for a backup whose manifest is not
+// authenticated; AllowUnsigned accepts a missing signature, never a wrong one.
+func TestRestoreRefusesAnUnauthenticatedBackup(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		auth          Authenticity
+		allowUnsigned bool
+		refused       bool
+	}{
+		{"unsigned", Authenticity{Status: AuthUnsigned}, false, true},
+		{"never checked", Authenticity{}, false, true},
+		{"wrong signature", Authenticity{Status: AuthBad, Problem: "the MAC does not match the manifest"}, false, true},
+		{"wrong signature, allow unsigned", Authenticity{Status: AuthBad, Problem: "the MAC does not match the manifest"}, true, true},
+		{"no key to check it", Authenticity{Status: AuthNoKey, KeyID: "0123456789abcdef"}, false, true},
+		{"unsigned, allow unsigned", Authenticity{Status: AuthUnsigned}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, primary, _, safeties := restoreFixture(t)
+			o.Auth, o.AllowUnsigned = tc.auth, tc.allowUnsigned
+			_, err := Restore(context.Background(), o)
+			if !tc.refused {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var re *RestoreError
+			if !errors.As(err, &re) || re.Step != "authenticate" || re.Changed || !errors.Is(err, ErrUnauthenticated) {
+				t.Fatalf("err = %v, want a refusal at authenticate", err)
+			}
+			if primary.loaded != "" || *safeties != 0 || o.Reader.(*memObject).opens != 0 {
+				t.Fatalf("an unauthenticated backup was read (%d opens), loaded or took a safety backup", o.Reader.(*memObject).opens)
+			}
+
+			scratch := &fakeServer{name: "hastack-drill-1", accounts: []Account{{"root", "localhost"}}}
+			_, err = Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: tc.auth, AllowUnsigned: tc.allowUnsigned, Reader: o.Reader, Scratch: scratch})
+			if !errors.Is(err, ErrUnauthenticated) || scratch.loaded != "" {
+				t.Fatalf("drill: err = %v, loaded %d bytes", err, len(scratch.loaded))
+			}
+		})
+	}
+}
+
+// A database whose name has a dot is dropped by its whole name, and only it: a backup of
+// shop.archive never drops shop.
+func TestRestoreDropsDatabasesByTheirWholeName(t *testing.T) {
+	dump := realHeader + "USE `shop.archive`;\nCREATE TABLE `t` (`i` int);\nINSERT INTO `t` VALUES (1),(2);\n" +
+		"USE `we``ird`;\nCREATE TABLE `x.y` (`i` int);\n" + realTrailer
+	m, obj := takeBackup(t, dump)
+	want := map[TableName]TableInfo{{"shop.archive", "t"}: {Rows: 2}, {"we`ird", "x.y"}: {Rows: 0}}
+	if !maps.Equal(m.Tables, want) {
+		t.Fatalf("manifest tables %v, want %v", m.Tables, want)
+	}
+	target := &fakeServer{name: "db_master", tables: map[TableName]int64{{"shop.archive", "t"}: 2, {"we`ird", "x.y"}: 0}}
+	if _, err := Restore(context.Background(), RestoreOptions{Backup: m, Auth: Authenticity{Status: AuthVerified}, Reader: obj, Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	if prelude := "DROP DATABASE IF EXISTS `shop.archive`;\nDROP DATABASE IF EXISTS `we``ird`;\n" + realHeader; !strings.HasPrefix(target.loaded, prelude) {
+		t.Fatalf("loaded %.120q, want it to start with %q", target.loaded, prelude)
+	}
+}
+
+// A version 1 manifest whose names are ambiguous is refused before anything is read.
+func TestRestoreRefusesAnAmbiguousVersion1Manifest(t *testing.T) {
+	o, primary, _, safeties := restoreFixture(t)
+	o.Backup.Version = manifestV1
+	o.Backup.AmbiguousTables = []string{"shop.archive.t"}
+	_, err := Restore(context.Background(), o)
+	if !errors.Is(err, ErrAmbiguous) || primary.loaded != "" || *safeties != 0 || o.Reader.(*memObject).opens != 0 {
+		t.Fatalf("err = %v; loaded %d bytes, %d safety backups, %d opens", err, len(primary.loaded), *safeties, o.Reader.(*memObject).opens)
+	}
+	scratch := &fakeServer{name: "hastack-drill-1"}
+	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: o.Auth, Reader: o.Reader, Scratch: scratch}); !errors.Is(err, ErrAmbiguous) {
+		t.Fatalf("drill: err = %v", err)
 	}
 }

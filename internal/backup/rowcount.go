@@ -2,6 +2,7 @@ package backup
 
 import (
 	"bytes"
+	"maps"
 	"strings"
 )
 
@@ -16,17 +17,22 @@ import (
 // lines of their own, with single-quoted strings and backslash escapes.
 type RowCounter struct {
 	db     string
-	tables map[string]int64
+	tables map[TableName]int64
 	gtid   string // from `SET GLOBAL gtid_slave_pos='...'`, commented out or not
 	// From the dump's header comments: `-- MariaDB dump 10.19-11.8.9-MariaDB, for ...` and
 	// `-- Server version	11.8.9-MariaDB-...`.
 	dumpVersion, serverVersion string
-	completed                  bool // saw mariadb-dump's last line, `-- Dump completed on ...`
+	// completed: the last non-empty line so far was mariadb-dump's closing comment,
+	// `-- Dump completed on ...`. Only the last line counts: a dump that has the text
+	// earlier (in a forged or concatenated dump, or in a table's data) did not end there.
+	completed bool
+	lineText  bool // the current line has a character other than a space, tab or CR
+	lineDone  bool // the current line is the closing comment
 
 	head    []byte // the start of the current line, until it is classified
 	mode    int
-	table   string // the table of the INSERT being counted
-	depth   int    // parenthesis depth outside strings
+	table   TableName // the table of the INSERT being counted
+	depth   int       // parenthesis depth outside strings
 	inQuote bool
 	escaped bool
 }
@@ -41,7 +47,7 @@ const (
 const headMax = 1024
 
 // NewRowCounter returns an empty counter.
-func NewRowCounter() *RowCounter { return &RowCounter{tables: map[string]int64{}} }
+func NewRowCounter() *RowCounter { return &RowCounter{tables: map[TableName]int64{}} }
 
 // Write consumes more of the dump. It never fails.
 func (c *RowCounter) Write(p []byte) (int, error) {
@@ -52,7 +58,7 @@ func (c *RowCounter) Write(p []byte) (int, error) {
 			if b == '\n' {
 				c.classify(true)
 				c.head = c.head[:0]
-				continue
+				break
 			}
 			c.head = append(c.head, b)
 			if bytes.HasSuffix(c.head, []byte(" VALUES ")) || len(c.head) >= headMax {
@@ -65,15 +71,31 @@ func (c *RowCounter) Write(p []byte) (int, error) {
 		case modeValues:
 			c.value(b)
 		}
+		c.track(b)
 	}
 	return len(p), nil
+}
+
+// track follows which line is the last non-empty one, for Completed. It runs after the byte
+// was handled, so a closing comment has been classified (lineDone) when its newline comes.
+func (c *RowCounter) track(b byte) {
+	switch b {
+	case '\n':
+		if c.lineText {
+			c.completed = c.lineDone
+		}
+		c.lineText, c.lineDone = false, false
+	case ' ', '\t', '\r':
+	default:
+		c.lineText = true
+	}
 }
 
 // classify decides what the line in head is; complete says the whole line is there.
 func (c *RowCounter) classify(complete bool) {
 	line := string(c.head)
 	if complete {
-		c.comment(strings.TrimPrefix(line, "-- "))
+		c.comment(line)
 	}
 	switch {
 	case strings.HasPrefix(line, "USE `"):
@@ -100,12 +122,15 @@ func (c *RowCounter) classify(complete bool) {
 	}
 }
 
-// comment picks the GTID position and the versions from a line with its "-- " removed (the
+// comment picks the closing comment, the GTID position and the versions from a whole line (the
 // GTID line is commented out with --dump-slave=2 and --master-data=2, not with =1).
-func (c *RowCounter) comment(text string) {
+func (c *RowCounter) comment(line string) {
+	if strings.HasPrefix(line, "-- Dump completed") {
+		c.lineDone = true
+		return
+	}
+	text := strings.TrimPrefix(line, "-- ")
 	switch {
-	case strings.HasPrefix(text, "Dump completed"):
-		c.completed = true
 	case strings.HasPrefix(text, "SET GLOBAL gtid_slave_pos="):
 		g := strings.TrimPrefix(text, "SET GLOBAL gtid_slave_pos=")
 		c.gtid = strings.Trim(strings.TrimSuffix(strings.TrimSpace(g), ";"), "'")
@@ -147,12 +172,7 @@ func (c *RowCounter) value(b byte) {
 	}
 }
 
-func (c *RowCounter) key(table string) string {
-	if c.db == "" {
-		return table
-	}
-	return c.db + "." + table
-}
+func (c *RowCounter) key(table string) TableName { return TableName{Database: c.db, Table: table} }
 
 // quotedName reads `name` at the start of s (backticks doubled inside names).
 func quotedName(s string) (string, bool) {
@@ -178,9 +198,10 @@ func quotedName(s string) (string, bool) {
 // with --master-data, at the end with --dump-slave), or "".
 func (c *RowCounter) GTID() string { return c.gtid }
 
-// Completed reports whether the dump's closing comment (`-- Dump completed on ...`) went by:
-// mariadb-dump writes it last, so a dump without it was cut short.
-func (c *RowCounter) Completed() bool { return c.completed }
+// Completed reports whether the dump's last non-empty line is its closing comment (`-- Dump
+// completed on ...`), ended by a newline: mariadb-dump writes it last, so a dump without it
+// there was cut short, or has something after its end.
+func (c *RowCounter) Completed() bool { return c.completed && !c.lineText }
 
 // DumpVersion is the dump tool's version from the dump's first comment, or "".
 func (c *RowCounter) DumpVersion() string { return c.dumpVersion }
@@ -188,11 +209,6 @@ func (c *RowCounter) DumpVersion() string { return c.dumpVersion }
 // ServerVersion is the dumped server's version from the dump's header, or "".
 func (c *RowCounter) ServerVersion() string { return c.serverVersion }
 
-// Tables returns "db.table" -> rows for every table seen so far.
-func (c *RowCounter) Tables() map[string]int64 {
-	out := make(map[string]int64, len(c.tables))
-	for k, v := range c.tables {
-		out[k] = v
-	}
-	return out
-}
+// Tables returns the rows of every table seen so far. A table before any `USE` has an empty
+// Database (mariadb-dump --all-databases always writes one first).
+func (c *RowCounter) Tables() map[TableName]int64 { return maps.Clone(c.tables) }

@@ -59,9 +59,9 @@ func TestRowCounterOnRealDump(t *testing.T) {
 	if n := strings.Count(dump.String(), "INSERT INTO `visits`"); n < 2 {
 		t.Fatalf("%d INSERT lines for visits: want several (net-buffer-length)", n)
 	}
-	for table, q := range map[string]string{
-		"app.visits": "SELECT COUNT(*) FROM app.visits", "app.empty": "SELECT COUNT(*) FROM app.empty",
-		"we`ird.t(1)": "SELECT COUNT(*) FROM `we``ird`.`t(1)`",
+	for table, q := range map[TableName]string{
+		{"app", "visits"}: "SELECT COUNT(*) FROM app.visits", {"app", "empty"}: "SELECT COUNT(*) FROM app.empty",
+		{"we`ird", "t(1)"}: "SELECT COUNT(*) FROM `we``ird`.`t(1)`",
 	} {
 		want, _ := strconv.ParseInt(sql(q), 10, 64)
 		if got[table] != want {

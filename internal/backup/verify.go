@@ -43,7 +43,10 @@ type Progress func(read int64)
 // Verified is a backup whose dump object was read end to end and matched its manifest.
 type Verified struct {
 	Manifest Manifest
-	ETag     string // of the object verified: a later read must see the same one
+	// ETag and Size of the object verified, as the store gave them: a later read must be
+	// answered with the same, or it is refused as another object.
+	ETag string
+	Size int64
 }
 
 // Verify reads a backup's dump object end to end without touching any database and checks it
@@ -51,7 +54,7 @@ type Verified struct {
 // encrypted) and decompresses, that the dump is complete (mariadb-dump's closing line), and that
 // every table and row count of the manifest is in it. Nothing is written to disk.
 func Verify(ctx context.Context, m Manifest, r ObjectReader, identities []age.Identity, progress Progress) (Verified, error) {
-	if err := m.Validate(); err != nil {
+	if err := m.Restorable(); err != nil {
 		return Verified{}, err
 	}
 	if m.Encrypted && len(identities) == 0 {
@@ -62,6 +65,11 @@ func Verify(ctx context.Context, m Manifest, r ObjectReader, identities []age.Id
 		return Verified{}, fmt.Errorf("read backup %s: %w", m.ID, err)
 	}
 	defer body.Close()
+	if etag == "" {
+		// Without one, the second read (the load) cannot be tied to the object verified.
+		return Verified{}, fmt.Errorf("read backup %s: the store gave no ETag for %s: a restore reads the object twice and must know that "+
+			"the second read is the object it verified; use a store that gives ETags (every S3 does)", m.ID, m.DumpKey)
+	}
 	if size >= 0 && size != m.StoredBytes {
 		return Verified{}, &CorruptError{ID: m.ID, Problem: truncation(size, m.StoredBytes)}
 	}
@@ -76,29 +84,41 @@ func Verify(ctx context.Context, m Manifest, r ObjectReader, identities []age.Id
 	case !counter.Completed():
 		return Verified{}, &CorruptError{ID: m.ID, Problem: "the dump does not end with mariadb-dump's \"-- Dump completed\" line: it was cut short when it was taken"}
 	}
-	found := map[string]TableInfo{}
+	found := map[TableName]TableInfo{}
 	for t, n := range counter.Tables() {
 		found[t] = TableInfo{Rows: n}
 	}
 	if diffs := m.CompareTables(found); len(diffs) > 0 {
 		return Verified{}, &CorruptError{ID: m.ID, Problem: "the dump's tables differ from the manifest: " + joinMax(diffs, 5)}
 	}
-	return Verified{Manifest: m, ETag: etag}, nil
+	return Verified{Manifest: m, ETag: etag, Size: size}, nil
 }
 
 // decode reads the stored object from body through hash, decryption and decompression into
-// sink, and checks the stored size and hash; it returns the uncompressed size.
+// sink, and checks the stored size and hash; it returns the uncompressed size. It reads at most
+// one byte more than the manifest's sizes, stored and uncompressed, and gives sink at most
+// m.RawBytes: an object or a dump larger than its manifest says (a decompression bomb among
+// them) is refused when it passes that size, not read to its end.
 func decode(ctx context.Context, m Manifest, body io.Reader, identities []age.Identity, progress Progress, sink io.Writer) (int64, error) {
-	stored := &hashingReader{r: body, h: sha256.New(), ctx: ctx, progress: progress}
+	stored := &hashingReader{r: io.LimitReader(body, m.StoredBytes+1), h: sha256.New(), ctx: ctx, progress: progress}
 	sql, closeSQL, err := plaintext(m, stored, identities)
 	if err != nil {
 		return 0, err
 	}
 	defer closeSQL()
 	out := &recordingWriter{w: sink}
-	raw, copyErr := io.Copy(out, sql)
+	raw, copyErr := io.Copy(out, io.LimitReader(sql, m.RawBytes))
 	if out.err != nil {
 		return 0, out.err // the consumer stopped: not the object's fault
+	}
+	if copyErr == nil && raw == m.RawBytes {
+		var extra int64
+		if extra, copyErr = io.CopyN(io.Discard, sql, 1); extra > 0 {
+			return 0, &CorruptError{ID: m.ID, Problem: fmt.Sprintf("the dump is larger than the %d bytes uncompressed the manifest says", m.RawBytes)}
+		}
+		if copyErr == io.EOF {
+			copyErr = nil
+		}
 	}
 	if copyErr == nil {
 		// zstd stops at the end of its last frame: anything after it is still part of the object.
@@ -136,15 +156,43 @@ func plaintext(m Manifest, stored io.Reader, identities []age.Identity) (io.Read
 	return zr, zr.Close, nil
 }
 
-// OpenDump reads a verified backup's object again (only if it is still the object verified) and
-// returns its SQL. The reader checks size and hash again at the end and returns an error instead
-// of io.EOF if they differ, so a consumer never takes a changed object's end as a clean one.
+// OpenDump reads a verified backup's object again and returns its SQL. The store is asked for the
+// object only if its ETag is still the one verified, and the answer must carry that ETag and
+// size, so that a store that ignores If-Match cannot hand over another object. The reader checks
+// size and hash again at the end and returns an error instead of io.EOF if they differ, so a
+// consumer never takes a changed object's end as a clean one.
 func OpenDump(ctx context.Context, v Verified, r ObjectReader, identities []age.Identity, progress Progress) (io.ReadCloser, error) {
 	m := v.Manifest
-	body, _, _, err := r.Open(ctx, m.DumpKey, v.ETag)
+	if v.ETag == "" {
+		return nil, fmt.Errorf("read backup %s again: it was not verified (no ETag)", m.ID)
+	}
+	body, size, etag, err := r.Open(ctx, m.DumpKey, v.ETag)
 	if err != nil {
 		return nil, fmt.Errorf("read backup %s again: %w", m.ID, err)
 	}
+	if etag != v.ETag || size != v.Size {
+		body.Close()
+		return nil, fmt.Errorf("read backup %s again: the store answered with another object (ETag %s, %d bytes) than the one verified (ETag %s, %d bytes): "+
+			"it was replaced between the two reads; nothing was loaded", m.ID, etag, size, v.ETag, v.Size)
+	}
+	return decodeInBackground(ctx, m, body, identities, progress), nil
+}
+
+// openUnverified reads a backup's object once, for a drill: the same checks as OpenDump's
+// reader, at the end of the read.
+func openUnverified(ctx context.Context, m Manifest, r ObjectReader, identities []age.Identity, progress Progress) (io.ReadCloser, error) {
+	body, size, _, err := r.Open(ctx, m.DumpKey, "")
+	if err != nil {
+		return nil, fmt.Errorf("read backup %s: %w", m.ID, err)
+	}
+	if size >= 0 && size != m.StoredBytes {
+		body.Close()
+		return nil, &CorruptError{ID: m.ID, Problem: truncation(size, m.StoredBytes)}
+	}
+	return decodeInBackground(ctx, m, body, identities, progress), nil
+}
+
+func decodeInBackground(ctx context.Context, m Manifest, body io.ReadCloser, identities []age.Identity, progress Progress) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() {
 		defer body.Close()
@@ -154,7 +202,7 @@ func OpenDump(ctx context.Context, v Verified, r ObjectReader, identities []age.
 		}
 		pw.CloseWithError(err)
 	}()
-	return pr, nil
+	return pr
 }
 
 func truncation(got, want int64) string {

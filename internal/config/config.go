@@ -123,7 +123,13 @@ type Backup struct {
 	AgeRecipients []string `yaml:"age_recipients"` // encrypt to these age public keys when set
 	// AgeIdentityFile holds the age identities (private keys) that decrypt encrypted backups,
 	// for restore drills on this host; `agent restore --identity` also takes one.
-	AgeIdentityFile string    `yaml:"age_identity_file"`
+	AgeIdentityFile string `yaml:"age_identity_file"`
+	// ManifestKeyFile holds the key (random text, one line) that signs every backup's manifest
+	// (HMAC-SHA256) and checks it before a restore or a drill: the store never sees it, so
+	// whoever can write to the bucket cannot forge a backup that the agent restores. Later lines
+	// are older keys that still check (rotation). "": backups are unsigned, and restores and
+	// drills refuse them without --allow-unsigned.
+	ManifestKeyFile string    `yaml:"manifest_key_file"`
 	S3              S3        `yaml:"s3"`
 	Retention       Retention `yaml:"retention"`
 	Drill           Drill     `yaml:"drill"`

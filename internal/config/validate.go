@@ -108,6 +108,9 @@ func (c Config) Validate() error {
 			bad("backup.time_zone", "%v", err)
 		}
 	}
+	if f := c.Backup.ManifestKeyFile; f != "" && !filepath.IsAbs(f) {
+		bad("backup.manifest_key_file", "%q is relative: use an absolute path (a relative one depends on where the agent runs)", f)
+	}
 	if c.SharedDir != "" && !filepath.IsAbs(c.SharedDir) {
 		bad("shared_dir", "%q is relative: use an absolute path (bind mounts resolve on the host)", c.SharedDir)
 	}
@@ -232,6 +235,7 @@ func (c Config) warnings(stat func(string) (fs.FileInfo, error)) []string {
 		{"webhook.secret_file", c.Webhook.SecretFile},
 		{"api.token_file", c.API.TokenFile},
 		{"backup.age_identity_file", c.Backup.AgeIdentityFile},
+		{"backup.manifest_key_file", c.Backup.ManifestKeyFile},
 		{"alerts.slack.webhook_url_file", c.Alerts.Slack.WebhookURLFile},
 		{"alerts.email.password_file", c.Alerts.Email.PasswordFile},
 	} {
