@@ -98,15 +98,14 @@ func testBackupToS3(t *testing.T, ctx context.Context) {
 		Source  struct {
 			Role string `json:"role"`
 		} `json:"source"`
-		Tables map[string]struct {
-			Rows int64 `json:"rows"`
-		} `json:"tables"`
+		Tables []tableJSON `json:"tables"`
 	}
 	if err := json.Unmarshal(out, &m); err != nil {
 		t.Fatalf("parse manifest: %v\n%s", err, out)
 	}
-	if m.Source.Role != "replica" || m.GTID == "" || fmt.Sprint(m.Tables["app.visits"].Rows) != want {
-		t.Fatalf("manifest: role %s gtid %q visits %d (database %s)", m.Source.Role, m.GTID, m.Tables["app.visits"].Rows, want)
+	visits, _ := manifestJSON{Tables: m.Tables}.table("app", "visits")
+	if m.Source.Role != "replica" || m.GTID == "" || fmt.Sprint(visits.Rows) != want {
+		t.Fatalf("manifest: role %s gtid %q visits %d (database %s)", m.Source.Role, m.GTID, visits.Rows, want)
 	}
 	// agent backups lists it as complete.
 	out, err = exec.CommandContext(ctx, buildAgent(t), "backups", "--config", cfg, "--json").CombinedOutput()
@@ -129,6 +128,10 @@ func testBackupToS3(t *testing.T, ctx context.Context) {
 	}
 	if list := curl("/backups?list-type=2&prefix=e2e%2F"); !bytes.Contains(list, []byte("e2e/"+m.ID+"/manifest.json")) {
 		t.Fatalf("listing lacks the manifest:\n%s", list)
+	}
+	// Signed as docs/backup.md says, over the manifest's stored bytes, with the configured key.
+	if sig, manifest := curl("/backups/e2e/"+m.ID+"/manifest.json.sig"), curl("/backups/e2e/"+m.ID+"/manifest.json"); !bytes.Equal(sig, signManifest(b.key, manifest)) {
+		t.Fatalf("manifest signature %q, want %q", sig, signManifest(b.key, manifest))
 	}
 	obj := curl("/backups/e2e/" + m.DumpKey)
 	sum := exec.Command("sha256sum")

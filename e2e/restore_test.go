@@ -4,6 +4,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,12 +20,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hastack/hastack/internal/s3store"
 )
 
 // backupSetup is a real S3 store and an agent configuration that backs the running stack up
-// into it.
+// into it, signing manifests with a key of its own.
 type backupSetup struct {
 	endpoint, dir, config string
+	keyFile, key          string // backup.manifest_key_file and the key in it
 }
 
 const s3Access, s3Secret = "E2EACCESS", "e2e-secret-key-123"
@@ -30,8 +37,25 @@ func newBackupSetup(t *testing.T) backupSetup {
 	t.Helper()
 	endpoint, dir := startS3(t, s3Access, s3Secret)
 	b := backupSetup{endpoint: endpoint, dir: dir}
+	b.keyFile, b.key = writeManifestKey(t)
 	b.config = b.writeConfig(t, endpoint, "{keep_last: 20, daily: 0, weekly: 0, monthly: 0}")
 	return b
+}
+
+// writeManifestKey writes a key file as scripts/up does (random text, one line, mode 0600) in
+// a temporary directory and returns its path and the key.
+func writeManifestKey(t *testing.T) (path, key string) {
+	t.Helper()
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	key = hex.EncodeToString(raw)
+	path = filepath.Join(t.TempDir(), "manifest_key")
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, key
 }
 
 // writeConfig writes an agent configuration whose store is at endpoint, with a retention policy.
@@ -44,6 +68,7 @@ func (b backupSetup) writeConfig(t *testing.T, endpoint, retention string) strin
 backup:
   replica: %s
   primary: %s
+  manifest_key_file: %s
   s3:
     endpoint: %s
     bucket: backups
@@ -52,7 +77,7 @@ backup:
     access_key_id: %s
     secret_access_key_file: %s
   retention: %s
-`, c("db_slave"), c("db_master"), endpoint, s3Access, filepath.Join(dir, "s3.secret"), retention)), 0o600)
+`, c("db_slave"), c("db_master"), b.keyFile, endpoint, s3Access, filepath.Join(dir, "s3.secret"), retention)), 0o600)
 	return cfg
 }
 
@@ -65,13 +90,28 @@ func (b backupSetup) agent(t *testing.T, ctx context.Context, args ...string) (s
 }
 
 type manifestJSON struct {
-	ID      string `json:"id"`
-	GTID    string `json:"gtid"`
-	DumpKey string `json:"dump_key"`
-	Note    string `json:"note"`
-	Tables  map[string]struct {
-		Rows int64 `json:"rows"`
-	} `json:"tables"`
+	ID      string      `json:"id"`
+	GTID    string      `json:"gtid"`
+	DumpKey string      `json:"dump_key"`
+	Note    string      `json:"note"`
+	Tables  []tableJSON `json:"tables"`
+}
+
+// tableJSON is a table of a manifest (version 2: database and table apart).
+type tableJSON struct {
+	Database string `json:"database"`
+	Table    string `json:"table"`
+	Rows     int64  `json:"rows"`
+}
+
+// table returns the manifest's entry of database.table.
+func (m manifestJSON) table(database, table string) (tableJSON, bool) {
+	for _, t := range m.Tables {
+		if t.Database == database && t.Table == table {
+			return t, true
+		}
+	}
+	return tableJSON{}, false
 }
 
 func (b backupSetup) backup(t *testing.T, ctx context.Context) manifestJSON {
@@ -131,8 +171,8 @@ func testRestore(t *testing.T, ctx context.Context) {
 	waitReplicaCaughtUp(t, ctx)
 	before := dbState(t, ctx, "db_master")
 	good := b.backup(t, ctx)
-	if good.Tables["app.restore_probe"].Rows != 3 {
-		t.Fatalf("backup %s: restore_probe has %d rows in the manifest, want 3", good.ID, good.Tables["app.restore_probe"].Rows)
+	if probe, _ := good.table("app", "restore_probe"); probe.Rows != 3 {
+		t.Fatalf("backup %s: restore_probe has %d rows in the manifest, want 3", good.ID, probe.Rows)
 	}
 
 	// The damage.
@@ -220,11 +260,14 @@ func testRestore(t *testing.T, ctx context.Context) {
 			safety = e.Manifest
 		}
 	}
-	if safety == nil || safety.Tables["app.after_backup"].Rows != 0 || safety.Tables["app.restore_probe"].Rows != 0 {
-		t.Fatalf("no safety backup of the damaged state: %+v", safety)
+	if safety == nil {
+		t.Fatal("no safety backup of the damaged state")
 	}
-	if _, ok := safety.Tables["app.after_backup"]; !ok {
+	if after, ok := safety.table("app", "after_backup"); !ok || after.Rows != 0 {
 		t.Fatalf("the safety backup lacks the table created after the backup: %v", safety.Tables)
+	}
+	if _, ok := safety.table("app", "restore_probe"); ok {
+		t.Fatalf("the safety backup has the table dropped before it: %v", safety.Tables)
 	}
 
 	// A restore drill of the good backup: a scratch container, compared, removed.
@@ -265,6 +308,16 @@ func testRestore(t *testing.T, ctx context.Context) {
 	if out, _ := exec.Command("docker", "ps", "-q", "--filter", "name="+name, "--filter", "label=com.docker.compose.project="+project).Output(); len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("%s carries the compose project label of %s", name, project)
 	}
+
+	t.Run("a forged backup without a valid signature is refused before anything is touched", func(t *testing.T) {
+		testForgedBackupRefused(t, ctx, b)
+	})
+	t.Run("a signed dump with a shell command does not run it", func(t *testing.T) {
+		testShellCommandInDumpNotRun(t, ctx, b)
+	})
+	t.Run("a backup of a database with a dot restores it without touching the database before the dot", func(t *testing.T) {
+		testDottedDatabase(t, ctx, b)
+	})
 }
 
 // testBackupStoreUnreachable: the store goes away in the middle of an upload; the backup fails
@@ -377,13 +430,15 @@ func testBundledObjectStore(t *testing.T, ctx context.Context) {
 		t.Fatalf("secrets-init did not generate the store's secret key: %v", err)
 	}
 	dir := t.TempDir()
+	keyFile, _ := writeManifestKey(t)
 	cfg := filepath.Join(dir, "agent.yml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`source: {url: /nonexistent}
 backup:
   replica: %s
   primary: %s
+  manifest_key_file: %s
   s3: {endpoint: "http://127.0.0.1:%s", bucket: backups, path_style: true, access_key_id: hastack, secret_access_key_file: %s}
-`, c("db_slave"), c("db_master"), objectPort, secret)), 0o600)
+`, c("db_slave"), c("db_master"), keyFile, objectPort, secret)), 0o600)
 	agent := func(args ...string) string {
 		t.Helper()
 		out, err := exec.CommandContext(ctx, buildAgent(t), append(args, "--config", cfg)...).CombinedOutput()
@@ -399,5 +454,215 @@ backup:
 	}
 	if out := agent("drill"); !strings.Contains(out, "restore drill passed") {
 		t.Fatalf("agent drill:\n%s", out)
+	}
+}
+
+// forgery is a backup made outside the agent, as whoever can write to the bucket makes one: a
+// dump and a manifest that describes it exactly (sizes, SHA-256, tables), so that it passes every
+// check of the object; only a signature tells it from a backup the agent took.
+type forgery struct {
+	id     string
+	sql    string
+	tables []tableJSON
+}
+
+// forge writes f's dump (compressed with the zstd tool) and manifest to the store, and sig as
+// its signature unless sig is nil; sig gets the manifest's bytes. It returns the manifest.
+func (b backupSetup) forge(t *testing.T, ctx context.Context, f forgery, sig func(manifest []byte) []byte) []byte {
+	t.Helper()
+	zstd := exec.CommandContext(ctx, "zstd", "-q", "-c")
+	zstd.Stdin = strings.NewReader(f.sql)
+	obj, err := zstd.Output()
+	if err != nil {
+		t.Fatalf("zstd (install zstd): %v", err)
+	}
+	started, err := time.Parse("20060102T150405Z", f.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(obj)
+	manifest, err := json.MarshalIndent(map[string]any{
+		"version": 2, "id": f.id, "started": started, "finished": started.Add(time.Second),
+		"source": map[string]string{"container": c("db_slave"), "role": "replica", "server_version": "11.8.9-MariaDB"},
+		"gtid":   "", "dump_key": f.id + "/dump.sql.zst", "encrypted": false,
+		"raw_bytes": len(f.sql), "stored_bytes": len(obj), "sha256": hex.EncodeToString(sum[:]),
+		"tables": f.tables, "tools": map[string]string{"agent": "forged", "mariadb-dump": "forged"},
+	}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := s3store.New(ctx, s3store.Options{Endpoint: b.endpoint, Region: "us-east-1", Bucket: "backups", Prefix: "e2e/",
+		PathStyle: true, AccessKeyID: s3Access, SecretAccessKey: s3Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key string, data []byte) {
+		t.Helper()
+		if err := store.Put(ctx, key, data, "application/octet-stream"); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	put(f.id+"/dump.sql.zst", obj)
+	if sig != nil {
+		put(f.id+"/manifest.json.sig", sig(manifest))
+	}
+	put(f.id+"/manifest.json", manifest)
+	return manifest
+}
+
+// signManifest signs manifest bytes as docs/backup.md describes: HMAC-SHA256 under the key
+// file's line, over "hastack backup manifest\x00" and the manifest's bytes, with the key's id
+// (the first 8 bytes of HMAC-SHA256 of "hastack backup manifest key id" under the key).
+func signManifest(key string, manifest []byte) []byte {
+	mac := func(parts ...[]byte) []byte {
+		h := hmac.New(sha256.New, []byte(key))
+		for _, p := range parts {
+			h.Write(p)
+		}
+		return h.Sum(nil)
+	}
+	id := mac([]byte("hastack backup manifest key id"))[:8]
+	return fmt.Appendf(nil, "hmac-sha256 %x %x\n", id, mac([]byte("hastack backup manifest\x00"), manifest))
+}
+
+// authOf returns the signature status `agent backups --json` gives a backup.
+func (b backupSetup) authOf(t *testing.T, ctx context.Context, id string) string {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, buildAgent(t), "backups", "--config", b.config, "--json").Output()
+	var list []struct {
+		ID   string `json:"id"`
+		Auth struct {
+			Status string `json:"status"`
+		} `json:"auth"`
+	}
+	if err != nil || json.Unmarshal(out, &list) != nil {
+		t.Fatalf("agent backups: %v\n%s", err, out)
+	}
+	for _, e := range list {
+		if e.ID == id {
+			return e.Auth.Status
+		}
+	}
+	t.Fatalf("agent backups does not list %s", id)
+	return ""
+}
+
+const forgedDump = "CREATE DATABASE IF NOT EXISTS `forged`;\nUSE `forged`;\nCREATE TABLE `t` (`i` int);\nINSERT INTO `t` VALUES (1);\n" +
+	"-- Dump completed on 2020-01-01  0:00:01\n"
+
+// testForgedBackupRefused: a backup forged in the bucket, unsigned or with a wrong signature, is
+// refused by restore and drill before anything is read or touched; --allow-unsigned accepts a
+// missing signature only for a backup named by its ID, and never a wrong one.
+func testForgedBackupRefused(t *testing.T, ctx context.Context, b backupSetup) {
+	tables := []tableJSON{{Database: "forged", Table: "t", Rows: 1}}
+	unsigned := forgery{id: "20200101T000001Z", sql: forgedDump, tables: tables}
+	b.forge(t, ctx, unsigned, nil)
+	wrong := forgery{id: "20200101T000002Z", sql: forgedDump, tables: tables}
+	b.forge(t, ctx, wrong, func(m []byte) []byte { return signManifest(b.key, append(m, ' ')) })
+	if got := b.authOf(t, ctx, unsigned.id); got != "unsigned" {
+		t.Errorf("agent backups: %s is %q, want unsigned", unsigned.id, got)
+	}
+	if got := b.authOf(t, ctx, wrong.id); got != "bad" {
+		t.Errorf("agent backups: %s is %q, want bad", wrong.id, got)
+	}
+
+	before := st.rootSQL(t, ctx, "db_master", "CHECKSUM TABLE app.visits")
+	nBackups := len(b.list(t, ctx))
+	for _, tc := range []struct {
+		name string
+		args []string
+		exit int
+		want string
+	}{
+		{"restore, unsigned", []string{"restore", "--yes", unsigned.id}, 1, "not signed"},
+		{"drill, unsigned", []string{"drill", unsigned.id}, 1, "not signed"},
+		{"restore, wrong signature", []string{"restore", "--yes", wrong.id}, 1, "signature is wrong"},
+		{"restore, wrong signature, --allow-unsigned", []string{"restore", "--yes", "--allow-unsigned", wrong.id}, 1, "signature is wrong"},
+		{"drill, wrong signature, --allow-unsigned", []string{"drill", "--allow-unsigned", wrong.id}, 1, "signature is wrong"},
+		{"restore latest --allow-unsigned", []string{"restore", "--yes", "--allow-unsigned", "latest"}, 2, "needs the ID"},
+	} {
+		out, err := b.agent(t, ctx, tc.args...)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != tc.exit || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: %v, want exit %d saying %q\n%s", tc.name, err, tc.exit, tc.want, out)
+		}
+		t.Logf("%s: %s", tc.name, lastLine(out))
+	}
+	if n := st.rootSQL(t, ctx, "db_master", "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'forged'"); n != "0" {
+		t.Fatal("a forged backup reached the database")
+	}
+	if got := st.rootSQL(t, ctx, "db_master", "CHECKSUM TABLE app.visits"); got != before {
+		t.Fatal("a refused restore changed the database")
+	}
+	if n := len(b.list(t, ctx)); n != nBackups {
+		t.Fatalf("a refused restore took a safety backup (%d backups, was %d)", n, nBackups)
+	}
+	if left, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=io.hastack.scratch").Output(); len(strings.TrimSpace(string(left))) > 0 {
+		t.Fatalf("a refused drill started a container: %s", left)
+	}
+}
+
+// testShellCommandInDumpNotRun: a dump without mariadb-dump's sandbox line and with a client
+// shell command (\!), signed with the right key (as a stolen key, or a compromised dump tool,
+// would sign it), is loaded in sandbox mode: the statements before the command run, the command
+// does not, and the restore fails at it.
+func testShellCommandInDumpNotRun(t *testing.T, ctx context.Context, b backupSetup) {
+	const pwned = "/tmp/pwned"
+	exec.CommandContext(ctx, "docker", "exec", c("db_master"), "rm", "-f", pwned).Run()
+	defer st.rootSQL(t, ctx, "db_master", "DROP DATABASE IF EXISTS `pwn`")
+	f := forgery{id: "20200101T000003Z",
+		sql: "CREATE DATABASE IF NOT EXISTS `pwn`;\nUSE `pwn`;\nCREATE TABLE `t` (`i` int);\nINSERT INTO `t` VALUES (1);\n" +
+			"\\! touch " + pwned + "\n-- Dump completed on 2020-01-01  0:00:03\n",
+		tables: []tableJSON{{Database: "pwn", Table: "t", Rows: 1}}}
+	b.forge(t, ctx, f, func(m []byte) []byte { return signManifest(b.key, m) })
+	if got := b.authOf(t, ctx, f.id); got != "verified" {
+		t.Fatalf("the test's signature does not verify (%s): the signing scheme in docs/backup.md and the agent differ", got)
+	}
+	out, err := b.agent(t, ctx, "restore", "--yes", "--no-safety-backup", f.id)
+	t.Log(lastLines(out, 2))
+	if exec.CommandContext(ctx, "docker", "exec", c("db_master"), "test", "-e", pwned).Run() == nil {
+		t.Fatalf("the dump's shell command ran in %s: %s exists", c("db_master"), pwned)
+	}
+	if err == nil || !strings.Contains(out, "restore failed at load") {
+		t.Fatalf("restore of a dump with a shell command: %v, want a failure at the load\n%s", err, out)
+	}
+	// The load ran up to the command: it was the client that refused it.
+	if n := st.rootSQL(t, ctx, "db_master", "SELECT COUNT(*) FROM pwn.t"); n != "1" {
+		t.Fatalf("pwn.t holds %s rows: the load did not reach the shell command", n)
+	}
+	if !strings.Contains(out, "sandbox") {
+		t.Errorf("the failure does not say that the sandbox refused the command:\n%s", out)
+	}
+}
+
+// testDottedDatabase: a backup of database shop.archive lists it as such in its manifest and
+// restores it, dropping only shop.archive: a database shop made after the backup is untouched.
+func testDottedDatabase(t *testing.T, ctx context.Context, b backupSetup) {
+	defer st.rootSQL(t, ctx, "db_master", "DROP DATABASE IF EXISTS `shop.archive`; DROP DATABASE IF EXISTS `shop`")
+	st.rootSQL(t, ctx, "db_master", "CREATE DATABASE `shop.archive`; CREATE TABLE `shop.archive`.`t` (i INT PRIMARY KEY); "+
+		"INSERT INTO `shop.archive`.`t` VALUES (1), (2)")
+	waitReplicaCaughtUp(t, ctx)
+	m := b.backup(t, ctx)
+	if archive, ok := m.table("shop.archive", "t"); !ok || archive.Rows != 2 {
+		t.Fatalf("manifest of %s: shop.archive.t is %+v (%t): %v", m.ID, archive, ok, m.Tables)
+	}
+	for _, table := range m.Tables {
+		if table.Database == "shop" {
+			t.Fatalf("manifest of %s names a database shop: %+v", m.ID, table)
+		}
+	}
+	st.rootSQL(t, ctx, "db_master", "CREATE DATABASE `shop`; CREATE TABLE `shop`.`marker` (i INT PRIMARY KEY); INSERT INTO `shop`.`marker` VALUES (7); "+
+		"INSERT INTO `shop.archive`.`t` VALUES (3)")
+	if out, err := b.agent(t, ctx, "restore", "--yes", "--no-safety-backup", m.ID); err != nil {
+		t.Fatalf("agent restore: %v\n%s", err, out)
+	}
+	waitReplicaCaughtUp(t, ctx)
+	for _, svc := range []string{"db_master", "db_slave"} {
+		if got := st.rootSQL(t, ctx, svc, "SELECT i FROM `shop`.`marker`"); got != "7" {
+			t.Errorf("%s: shop.marker holds %q after restoring shop.archive: the restore touched shop", svc, got)
+		}
+		if got := st.rootSQL(t, ctx, svc, "SELECT COUNT(*) FROM `shop.archive`.`t`"); got != "2" {
+			t.Errorf("%s: shop.archive.t holds %s rows after the restore, want the backup's 2", svc, got)
+		}
 	}
 }
