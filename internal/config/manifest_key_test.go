@@ -51,3 +51,14 @@ func TestWarningsManifestKeyFileMode(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadManifestKeyFile(t *testing.T) {
+	c, err := LoadFrom(strings.NewReader("source: {url: /srv/hastack.git}\nbackup:\n  manifest_key_file: /srv/hastack/stack/secrets/agent/manifest_key\n"),
+		func(string) string { return "" }, os.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Backup.ManifestKeyFile != "/srv/hastack/stack/secrets/agent/manifest_key" {
+		t.Fatalf("backup.manifest_key_file = %q", c.Backup.ManifestKeyFile)
+	}
+}
