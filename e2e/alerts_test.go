@@ -25,7 +25,7 @@ import (
 // settings() and newStack() before it starts, and they are started when the alert steps run
 // (the address exists once the network does; Alertmanager retries until then).
 const (
-	gatewayIP      = "10.213.77.1" // the first address of subnet
+	gatewayIP      = "10.213.77.1" // the first address of monitoringSubnet
 	smtpPort       = "19025"
 	slackSinkPort  = "19026"
 	mailpitVersion = "v1.27.11"

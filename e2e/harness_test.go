@@ -37,8 +37,12 @@ const (
 const (
 	project = "hastack-e2e"
 	prefix  = "e2e-"
-	network = project + "_default"
-	subnet  = "10.213.77.0/24"
+	// frontNetwork (nginx <-> web) has a subnet of its own, so a test can take a container's
+	// address away from it (docker run --ip needs a user-configured subnet); the monitoring
+	// network's gateway address is where the alert receivers of the tests listen (gatewayIP).
+	frontNetwork     = project + "_front"
+	frontSubnet      = "10.213.78.0/24"
+	monitoringSubnet = "10.213.77.0/24"
 )
 
 // stack is the HA stack under test: a copy of ../stack in a temporary directory, so the suite
@@ -83,7 +87,7 @@ func newStack() (*stack, error) {
 		}
 	}
 	dst := filepath.Join(dir, "stack")
-	for _, generated := range []string{".env", "secrets/db", "secrets/web", "secrets/grafana", "secrets/mysql_exporter", "secrets/objectstore", "secrets/alertmanager"} {
+	for _, generated := range []string{".env", "secrets/db", "secrets/web", "secrets/grafana", "secrets/mysql_exporter", "secrets/objectstore", "secrets/alertmanager", "secrets/agent"} {
 		os.RemoveAll(filepath.Join(dst, generated))
 	}
 	if err := prepareAlerting(dst); err != nil {
@@ -98,9 +102,10 @@ func newStack() (*stack, error) {
 	for _, svc := range append(slices.Clone(longRunning), "secrets-init", "grafana") {
 		fmt.Fprintf(&override, "  %s:\n    container_name: %s\n", svc, c(svc))
 	}
-	// A subnet of its own, so a test can take a container's address away from it (docker run --ip
-	// needs a user-configured subnet).
-	fmt.Fprintf(&override, "networks:\n  default:\n    ipam:\n      config:\n        - subnet: %s\n", subnet)
+	fmt.Fprintf(&override, "networks:\n")
+	for name, sub := range map[string]string{"front": frontSubnet, "monitoring": monitoringSubnet} {
+		fmt.Fprintf(&override, "  %s:\n    ipam:\n      config:\n        - subnet: %s\n", name, sub)
+	}
 	if err := os.WriteFile(filepath.Join(dst, "docker-compose.override.yml"), []byte(override.String()), 0o644); err != nil {
 		return nil, err
 	}

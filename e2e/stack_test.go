@@ -117,6 +117,9 @@ func TestStack(t *testing.T) {
 		{"replica reports IO Yes, SQL Yes, no lag", testReplicationStatus},
 		{"a visit written through the page is on the replica within 1s", testReadYourWriteOnReplica},
 		{"the app user cannot write on the replica", testReplicaReadOnly},
+		{"web1 reaches the databases and nginx only", testWebReachesOnlyWhatItNeeds},
+		{"each database account has the least privilege it needs", testAccountsHaveLeastPrivilege},
+		{"TLS 1.2 is ECDHE with AEAD only; security headers; Grafana behind TLS", testTLSProfileAndHeaders},
 		{"Prometheus and Alertmanager configurations pass promtool and amtool", testMonitoringConfig},
 		{"every Prometheus target is up", testTargetsUp},
 		{"every dashboard panel query returns data", testDashboardQueries},
@@ -568,9 +571,10 @@ func testBackendStopUnderLoad(t *testing.T, ctx context.Context) {
 	}
 }
 
+// containerIP is a container's address on the front network (nginx <-> web).
 func containerIP(ctx context.Context, name string) string {
 	out, _ := exec.CommandContext(ctx, "docker", "inspect", "--format",
-		"{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name).Output()
+		`{{(index .NetworkSettings.Networks "`+frontNetwork+`").IPAddress}}`, name).Output()
 	return strings.TrimSpace(string(out))
 }
 
@@ -581,7 +585,7 @@ func testBackendNewAddress(t *testing.T, ctx context.Context) {
 	}
 	// Take web1's address with a placeholder so that web1 gets another one when it returns.
 	defer st.run(ctx, "docker", "rm", "-f", "e2e-addr-thief")
-	if _, err := st.run(ctx, "docker", "run", "-d", "--name", "e2e-addr-thief", "--network", network,
+	if _, err := st.run(ctx, "docker", "run", "-d", "--name", "e2e-addr-thief", "--network", frontNetwork,
 		"--ip", before, "debian:trixie-slim", "sleep", "300"); err != nil {
 		t.Fatal(err)
 	}
@@ -652,9 +656,14 @@ func testReplicaReseed(t *testing.T, ctx context.Context) {
 	// Writes while the replica is gone must reach it after it re-seeds; meanwhile the page
 	// reads from the primary.
 	for range 5 {
-		if p := fetchPageAllowErrors(t); p.ReadFrom != "primary" {
+		p := fetchPageAllowErrors(t)
+		if p.ReadFrom != "primary" {
 			t.Errorf("with the replica gone the page read from %q, want primary", p.ReadFrom)
 		}
+		if len(p.Errors) == 0 {
+			t.Error("with the replica gone the page reports no problem")
+		}
+		pageErrorsAreGeneric(t, p.Errors)
 	}
 	if _, err := st.compose(ctx, "up", "-d", "db_slave"); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,9 @@ SERVER_ID=${DB_SERVER_ID:?DB_SERVER_ID must be set}
 PRIMARY=${DB_PRIMARY_HOST:-db_master}
 DATADIR=/var/lib/mysql
 MARKER=$DATADIR/.hastack-initialized
+# Grants narrowed after first release (repl and exporter had SELECT ON *.*, mysql.* included):
+# a data directory made before gets them narrowed once at its next start.
+GRANTS_MARKER=$DATADIR/.hastack-grants-v2
 SOCK=/run/mysqld/init.sock
 
 log() { printf '%s entrypoint[%s]: %s\n' "$(date -u +%FT%TZ)" "$ROLE" "$*" >&2; }
@@ -60,10 +63,14 @@ users_sql() {
 		CREATE USER 'healthcheck'@'localhost' IDENTIFIED BY '$(sql_quote "$hc_pw")';
 		-- the application: reads and writes its own schema, nothing else
 		GRANT SELECT, INSERT, UPDATE, DELETE ON app.* TO 'app'@'%';
-		-- replication, and the consistent dump a new replica seeds itself from
-		GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD ON *.* TO 'repl'@'%';
-		-- mysqld_exporter
-		GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, SELECT ON *.* TO 'exporter'@'%';
+		-- replication, and the consistent dump a new replica seeds itself from: the application's
+		-- schema only (never mysql.*, which holds every password hash); RELOAD for the dump's
+		-- brief FLUSH TABLES WITH READ LOCK. A schema you add: GRANT the same ON it to repl.
+		GRANT REPLICATION SLAVE, BINLOG MONITOR, RELOAD ON *.* TO 'repl'@'%';
+		GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON app.* TO 'repl'@'%';
+		-- mysqld_exporter: server status and the performance schema, no table data
+		GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR ON *.* TO 'exporter'@'%';
+		GRANT SELECT ON performance_schema.* TO 'exporter'@'%';
 		-- the container healthcheck: liveness and replication state only
 		GRANT SLAVE MONITOR ON *.* TO 'healthcheck'@'localhost';
 		FLUSH PRIVILEGES;
@@ -151,5 +158,25 @@ initialise() {
 	log "initialised"
 }
 
-[ -f "$MARKER" ] || initialise
+narrow_grants_sql() {
+	cat <<-'EOF'
+		SET sql_log_bin = 0;
+		REVOKE SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON *.* FROM 'repl'@'%';
+		GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON app.* TO 'repl'@'%';
+		REVOKE SELECT ON *.* FROM 'exporter'@'%';
+		GRANT SELECT ON performance_schema.* TO 'exporter'@'%';
+		FLUSH PRIVILEGES;
+	EOF
+}
+
+if [ ! -f "$MARKER" ]; then
+	initialise
+	touch "$GRANTS_MARKER"
+elif [ ! -f "$GRANTS_MARKER" ]; then
+	log "narrowing the repl and exporter grants (one time)"
+	start_temp_server
+	narrow_grants_sql | MYSQL_PWD=$ROOT_PW mariadb --socket="$SOCK" -uroot
+	stop_temp_server
+	touch "$GRANTS_MARKER"
+fi
 exec mariadbd "${args[@]}"

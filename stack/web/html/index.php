@@ -10,6 +10,13 @@ $result = ['server' => $server, 'visit_id' => null, 'visits' => null,
            'replica_gtid' => null, 'errors' => []];
 $status = 200;
 
+// A database error's text names tables, hosts and accounts: it goes to the log (Apache's error
+// log, the container's output), the page says only which part is unavailable.
+$fail = function (string $part, Throwable $e) use (&$result) {
+    error_log("hastack page: $part: " . $e->getMessage());
+    $result['errors'][] = "$part: unavailable";
+};
+
 try {
     $primary = db_connect(getenv('DB_PRIMARY_HOST') ?: 'db_master');
     $stmt = $primary->prepare('INSERT INTO visits (server, client) VALUES (?, ?)');
@@ -20,7 +27,7 @@ try {
     $result['primary_gtid'] = $primary->query('SELECT @@gtid_binlog_pos')->fetch_row()[0];
 } catch (Throwable $e) {
     $status = 503;
-    $result['errors'][] = 'primary: ' . $e->getMessage();
+    $fail('primary', $e);
 }
 
 $reader = null;
@@ -32,7 +39,7 @@ try {
         $result['replica_in_sync'] = $result['replica_gtid'] === $result['primary_gtid'];
     }
 } catch (Throwable $e) {
-    $result['errors'][] = 'replica: ' . $e->getMessage();
+    $fail('replica', $e);
     $reader = $primary ?? null;
     $result['read_from'] = $reader ? 'primary' : null;
 }
@@ -40,7 +47,7 @@ if ($reader) {
     try {
         $result['visits'] = (int) $reader->query('SELECT COUNT(*) FROM visits')->fetch_row()[0];
     } catch (Throwable $e) {
-        $result['errors'][] = 'read: ' . $e->getMessage();
+        $fail('read', $e);
     }
 }
 
