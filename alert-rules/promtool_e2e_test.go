@@ -250,6 +250,26 @@ func TestAlertmanagerConfig(t *testing.T) {
 		}
 	})
 
+	t.Run("Slack text taken from alerts is escaped", func(t *testing.T) {
+		data := filepath.Join(t.TempDir(), "data.json")
+		os.WriteFile(data, []byte(`{"receiver":"slack","status":"firing","alerts":[{"status":"firing",
+			"labels":{"alertname":"DeployFailed","severity":"critical"},
+			"annotations":{"summary":"<!channel> deploy & fail","description":"see <http://evil.example|the logs>"},
+			"startsAt":"2026-12-01T00:00:00Z","generatorURL":"http://prometheus/graph"}],
+			"commonLabels":{"alertname":"DeployFailed","severity":"critical"},"externalURL":"http://alertmanager"}`), 0o644)
+		out, err := docker(t, alertmanagerRun(t, "--rm", "-v", data+":/tmp/data.json:ro", "--entrypoint", "amtool", alertmanagerImage,
+			"template", "render", "--template.glob=/etc/alertmanager/templates/*.tmpl", "--template.data=/tmp/data.json",
+			`--template.text={{ template "slack.hastack.text" . }}`)...)
+		if err != nil {
+			t.Fatalf("amtool template render: %v\n%s", err, out)
+		}
+		for _, want := range []string{"&lt;!channel&gt; deploy &amp; fail", "see &lt;http://evil.example|the logs&gt;", "<http://prometheus/graph|Graph in Prometheus>"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("Slack text lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
 	t.Run("Alertmanager starts unprivileged, with private files and no secret in its logs", func(t *testing.T) {
 		secrets, markers := fakeSecrets(t)
 		name := fmt.Sprintf("rules-test-alertmanager-%d", os.Getpid())
