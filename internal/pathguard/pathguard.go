@@ -30,11 +30,19 @@ func Join(root, name string) (string, error) {
 		return "", fmt.Errorf("path %q: must be a relative name: %w", name, ErrEscapes)
 	}
 	p := filepath.Join(root, name)
-	rel, err := filepath.Rel(root, p)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	if _, ok := Rel(root, p); !ok {
 		return "", fmt.Errorf("path %q: %w %s", name, ErrEscapes, root)
 	}
 	return p, nil
+}
+
+// Rel returns p relative to root, and whether p lies under root (or is root), lexically.
+func Rel(root, p string) (string, bool) {
+	rel, err := filepath.Rel(root, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", false
+	}
+	return rel, true
 }
 
 // Links checks that every symbolic link of a tree resolves inside the tree. links maps each

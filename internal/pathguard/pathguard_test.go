@@ -115,3 +115,21 @@ func TestLinksAgreesWithTheKernel(t *testing.T) {
 		}
 	}
 }
+
+func TestRel(t *testing.T) {
+	for _, tc := range []struct {
+		p, rel string
+		ok     bool
+	}{
+		{"/work/current", ".", true},
+		{"/work/current/stack/x", "stack/x", true},
+		{"/work", "", false},
+		{"/work/currentx", "", false},
+		{"/proc/1", "", false},
+	} {
+		rel, ok := Rel("/work/current", tc.p)
+		if rel != tc.rel || ok != tc.ok {
+			t.Errorf("Rel(/work/current, %s) = %q %v, want %q %v", tc.p, rel, ok, tc.rel, tc.ok)
+		}
+	}
+}

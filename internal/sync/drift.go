@@ -23,7 +23,7 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		r.log.Warn("drift check: applied release", "err", err)
 		return
 	}
-	stack := r.stackOf(root, filepath.Join(r.opts.WorkDir, "current", r.opts.Subpath), true)
+	stack := r.stackOf(root, filepath.Join(r.currentLink(), r.opts.Subpath), true)
 	services, err := stack.Services(ctx)
 	if err != nil {
 		r.log.Warn("drift check: read services", "err", err)

@@ -45,6 +45,10 @@ func (r *Reconciler) releaseRoot(commit string) (string, error) {
 	return pathguard.Join(r.opts.WorkDir, commit)
 }
 
+// currentLink is WorkDir/current, the link to the applied release: Compose runs in
+// current/<Subpath>, so the paths it resolves stay the same from one release to the next.
+func (r *Reconciler) currentLink() string { return filepath.Join(r.opts.WorkDir, "current") }
+
 func (r *Reconciler) sharedDir() string {
 	if r.opts.SharedDir != "" {
 		return r.opts.SharedDir
@@ -76,13 +80,13 @@ func (r *Reconciler) prepare(ctx context.Context, commit string) (Stack, error) 
 	if err := r.ensureRelease(ctx, commit, root); err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(filepath.Join(r.opts.WorkDir, "current")); os.IsNotExist(err) {
+	if _, err := os.Lstat(r.currentLink()); os.IsNotExist(err) {
 		// The first release: Compose needs the project directory to exist.
 		if err := r.linkCurrent(commit); err != nil {
 			return nil, err
 		}
 	}
-	return r.openRelease(ctx, commit, root, filepath.Join(r.opts.WorkDir, "current"))
+	return r.openRelease(ctx, commit, root, r.currentLink())
 }
 
 // ensureRelease makes WorkDir/<commit> unless it exists: exported into a staging directory,
@@ -161,8 +165,8 @@ func (r *Reconciler) openRelease(ctx context.Context, commit, root, base string)
 	// the persistent paths (generated secrets, certificates): decided by name, since they may
 	// not exist yet when a release is first prepared.
 	resolve := func(p string) string {
-		rel, err := filepath.Rel(base, p)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		rel, ok := pathguard.Rel(base, p)
+		if !ok {
 			return "" // a host path such as /proc
 		}
 		if inStack, err := filepath.Rel(r.opts.Subpath, rel); err == nil && !strings.HasPrefix(inStack, "..") {
@@ -263,7 +267,7 @@ func (r *Reconciler) linkCurrent(commit string) error {
 	if err := checkCommit(commit); err != nil {
 		return fmt.Errorf("link current release: %w", err)
 	}
-	link := filepath.Join(r.opts.WorkDir, "current")
+	link := r.currentLink()
 	tmp := link + ".tmp"
 	os.Remove(tmp)
 	if err := os.Symlink(commit, tmp); err != nil {

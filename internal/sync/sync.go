@@ -481,7 +481,7 @@ func (r *Reconciler) Plan(ctx context.Context, commit string) (Revision, Plan, e
 		return rev, Plan{}, err
 	}
 	// Compose resolves paths as a deploy would, under current/, once there is one.
-	base := filepath.Join(r.opts.WorkDir, "current")
+	base := r.currentLink()
 	if _, err := os.Stat(base); err != nil {
 		base = root
 	}
