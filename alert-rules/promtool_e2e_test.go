@@ -296,7 +296,7 @@ func TestAlertmanagerConfig(t *testing.T) {
 		out, err := docker(t, "exec", name, "bash", "-c", `
 			echo "uid $(awk '/^Uid:/ {print $2}' /proc/1/status) $(id -u prometheus)"
 			echo "comm $(cat /proc/1/comm)"
-			stat -c 'config %a %U %G' /etc/alertmanager/alertmanager.yml
+			stat -L -c 'config %a %U %G' /etc/alertmanager/alertmanager.yml
 			stat -c 'secrets %a %U' /run/alertmanager/secrets
 			stat -c 'secret %a %U' /run/alertmanager/secrets/slack_webhook_url`)
 		if err != nil {

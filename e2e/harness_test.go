@@ -41,7 +41,7 @@ const (
 	// address away from it (docker run --ip needs a user-configured subnet); the monitoring
 	// network's gateway address is where the alert receivers of the tests listen (gatewayIP).
 	frontNetwork     = project + "_front"
-	frontSubnet      = "10.213.78.0/24"
+	frontNetPrefix   = "10.213.78" // FRONT_NET_PREFIX: web1 is .11, web2 .12
 	monitoringSubnet = "10.213.77.0/24"
 )
 
@@ -75,13 +75,14 @@ func requireTools() error {
 	return nil
 }
 
-// newStack copies ../stack (and ../tools, which it builds from) without generated state.
+// newStack copies ../stack (and what it builds from: ../tools, and the Go module for lb-health and
+// docker-proxy) without generated state.
 func newStack() (*stack, error) {
 	dir, err := os.MkdirTemp("", "hastack-e2e-")
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"stack", "tools", "alert-rules"} {
+	for _, d := range []string{"stack", "tools", "alert-rules", "go.mod", "go.sum", ".dockerignore", "cmd", "internal"} {
 		if out, err := exec.Command("cp", "-a", "../"+d, filepath.Join(dir, d)).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("copy %s: %v: %s", d, err, out)
 		}
@@ -103,9 +104,7 @@ func newStack() (*stack, error) {
 		fmt.Fprintf(&override, "  %s:\n    container_name: %s\n", svc, c(svc))
 	}
 	fmt.Fprintf(&override, "networks:\n")
-	for name, sub := range map[string]string{"front": frontSubnet, "monitoring": monitoringSubnet} {
-		fmt.Fprintf(&override, "  %s:\n    ipam:\n      config:\n        - subnet: %s\n", name, sub)
-	}
+	fmt.Fprintf(&override, "  monitoring:\n    ipam:\n      config:\n        - subnet: %s\n", monitoringSubnet)
 	if err := os.WriteFile(filepath.Join(dst, "docker-compose.override.yml"), []byte(override.String()), 0o644); err != nil {
 		return nil, err
 	}
@@ -127,7 +126,7 @@ func (s *stack) settings() []string {
 		"PROMETHEUS_PORT=" + prometheusPort, "GRAFANA_PORT=" + grafanaPort,
 		"OBJECTSTORE_PORT=" + objectPort, "ALERTMANAGER_PORT=" + alertmgrPort,
 		"WEB_BIND=127.0.0.1", "GRAFANA_BIND=127.0.0.1", "PROMETHEUS_BIND=127.0.0.1", "OBJECTSTORE_BIND=127.0.0.1", "ALERTMANAGER_BIND=127.0.0.1",
-		"TLS_HOSTNAMES=" + tlsHostnames,
+		"TLS_HOSTNAMES=" + tlsHostnames, "FRONT_NET_PREFIX=" + frontNetPrefix,
 	}, alertSettings()...)
 }
 

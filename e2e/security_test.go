@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,92 @@ func pageErrorsAreGeneric(t *testing.T, errs []string) {
 	for _, e := range errs {
 		if !regexp.MustCompile(`^(primary|replica|read): unavailable$`).MatchString(e) {
 			t.Errorf("the page shows the database's error text: %q", e)
+		}
+	}
+}
+
+// privileges is how a container runs: its processes' users, capabilities and root filesystem.
+type privileges struct {
+	rootProcesses []string // commands running as uid 0
+	capAdd        []string
+	dropsAll      bool
+	readOnly      bool
+	noNewPrivs    bool
+}
+
+func privilegesOf(t *testing.T, ctx context.Context, container string) privileges {
+	t.Helper()
+	var p privileges
+	out, err := exec.CommandContext(ctx, "docker", "inspect", "--format",
+		"{{json .HostConfig.CapAdd}}|{{json .HostConfig.CapDrop}}|{{.HostConfig.ReadonlyRootfs}}|{{json .HostConfig.SecurityOpt}}", container).Output()
+	if err != nil {
+		t.Fatalf("inspect %s: %v", container, err)
+	}
+	f := strings.Split(strings.TrimSpace(string(out)), "|")
+	if f[0] != "null" {
+		p.capAdd = strings.Split(strings.Trim(f[0], `[]"`), `","`)
+	}
+	p.dropsAll = strings.Contains(f[1], `"ALL"`)
+	p.readOnly = f[2] == "true"
+	p.noNewPrivs = strings.Contains(f[3], "no-new-privileges")
+	// docker top runs ps on the host: uid is the host's (no user namespaces here).
+	// (docker top needs the pid column.)
+	out, err = exec.CommandContext(ctx, "docker", "top", container, "-eo", "pid,uid,args").Output()
+	if err != nil {
+		t.Fatalf("docker top %s: %v", container, err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
+		if fields := strings.Fields(line); len(fields) > 2 && fields[1] == "0" {
+			p.rootProcesses = append(p.rootProcesses, strings.Join(fields[2:], " "))
+		}
+	}
+	return p
+}
+
+// Every long-running container: no process as root, no capability, no privilege gained
+// through setuid binaries, a read-only root filesystem. The exceptions are the ones
+// docs/security.md lists, each with what it keeps.
+func testContainersRunUnprivileged(t *testing.T, ctx context.Context) {
+	for _, svc := range longRunning {
+		p := privilegesOf(t, ctx, c(svc))
+		if !p.noNewPrivs {
+			t.Errorf("%s: no-new-privileges is not set", svc)
+		}
+		if !p.dropsAll {
+			t.Errorf("%s: does not drop all capabilities", svc)
+		}
+		if !p.readOnly {
+			t.Errorf("%s: its root filesystem is writable", svc)
+		}
+		switch svc {
+		case "alertmanager", "nginx":
+			// Their entrypoints start as root (Alertmanager's renders its configuration, nginx's
+			// reads the TLS key), then run the server as its user with no capability left.
+			if len(p.rootProcesses) > 0 {
+				t.Errorf("%s: processes as root: %q", svc, p.rootProcesses)
+			}
+			want := map[string][]string{"alertmanager": {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"},
+				"nginx": {"SETUID", "SETGID", "DAC_READ_SEARCH"}}[svc]
+			if !slices.Equal(p.capAdd, want) {
+				t.Errorf("%s: capabilities %q, want %q", svc, p.capAdd, want)
+			}
+			out, _ := exec.CommandContext(ctx, "docker", "exec", c(svc), "grep", "CapEff", "/proc/1/status").Output()
+			if !strings.Contains(string(out), "0000000000000000") {
+				t.Errorf("%s: its server keeps capabilities: %s", svc, out)
+			}
+		case "cadvisor":
+			// Root without capabilities but DAC_READ_SEARCH: reads the host's cgroups and
+			// Docker's layer directories; Docker's API only through docker-proxy (read-only).
+			if want := []string{"DAC_READ_SEARCH"}; !slices.Equal(p.capAdd, want) {
+				t.Errorf("%s: capabilities %q, want %q", svc, p.capAdd, want)
+			}
+		default:
+			if len(p.rootProcesses) > 0 {
+				t.Errorf("%s: processes as root: %q", svc, p.rootProcesses)
+			}
+			if len(p.capAdd) > 0 {
+				t.Errorf("%s: capabilities %q, want none", svc, p.capAdd)
+			}
 		}
 	}
 }

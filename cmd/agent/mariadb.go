@@ -102,13 +102,16 @@ func unescapeBatch(s string) string {
 }
 
 // scratchServer starts a throw-away MariaDB server from image: no network, no binary log, its
-// data in an anonymous volume that goes with the container. It returns once the server answers.
+// data in an anonymous volume that goes with the container, run as mysql (no capability: images
+// made before the stack ran as mysql too start as root by default). Root authenticates by
+// password, an empty one, not by the unix socket's user: the server has no network, only the
+// agent's execs reach it. It returns once the server answers.
 func scratchServer(ctx context.Context, engine *docker.Client, image, name, purpose string) (containerServer, error) {
 	s := containerServer{engine: engine, container: name}
-	script := "mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >/dev/null && " +
-		"exec mariadbd --user=mysql --datadir=/var/lib/mysql --skip-networking --skip-log-bin --server-id=999 " +
+	script := "mariadb-install-db --datadir=/var/lib/mysql --skip-test-db --auth-root-authentication-method=normal >/dev/null && " +
+		"exec mariadbd --datadir=/var/lib/mysql --skip-networking --skip-log-bin --server-id=999 " +
 		"--innodb-flush-log-at-trx-commit=0 --skip-slow-query-log --max-allowed-packet=1G"
-	if err := engine.StartScratch(ctx, docker.ScratchSpec{Name: name, Image: image, Cmd: []string{"sh", "-c", script},
+	if err := engine.StartScratch(ctx, docker.ScratchSpec{Name: name, Image: image, User: "mysql", Cmd: []string{"sh", "-c", script},
 		Purpose: purpose, Volume: "/var/lib/mysql"}); err != nil {
 		return s, err
 	}

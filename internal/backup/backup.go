@@ -83,7 +83,7 @@ func Run(ctx context.Context, o Options, db Database, store Store) (Manifest, er
 		container, role, position = o.Replica, RoleReplica, "--dump-slave=2"
 	}
 	m.Source = Source{Container: container, Role: role}
-	dump, err := db.StartDump(ctx, container, RootCommand(o.PasswordFile, "mariadb-dump", append([]string{position}, dumpArgs...)...))
+	dump, err := db.StartDump(ctx, container, RootCommand(o.PasswordFile, "mariadb-dump", append([]string{"--user=root", position}, dumpArgs...)...))
 	if err != nil {
 		return m, fmt.Errorf("start the dump in %s: %w", container, err)
 	}

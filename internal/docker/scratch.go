@@ -19,6 +19,7 @@ const LabelScratch = "io.hastack.scratch"
 type ScratchSpec struct {
 	Name    string
 	Image   string
+	User    string   // the user it runs as ("" for the image's)
 	Cmd     []string // overrides the image's command; the entrypoint is replaced too when set
 	Env     []string
 	Network string // "" for none
@@ -35,10 +36,12 @@ func (c *Client) ImageOf(ctx context.Context, name string) (string, error) {
 	return in.Image, nil
 }
 
-// StartScratch creates and starts a throw-away container.
+// StartScratch creates and starts a throw-away container, with no capability and no privilege
+// gained through setuid binaries, like the stack's own containers.
 func (c *Client) StartScratch(ctx context.Context, s ScratchSpec) error {
 	cfg := &container.Config{
 		Image: s.Image,
+		User:  s.User,
 		Env:   s.Env,
 		// Images built by Compose carry its project and service labels, which a container
 		// inherits: blank them, or Compose and the agent would count this one as the service's.
@@ -50,7 +53,7 @@ func (c *Client) StartScratch(ctx context.Context, s ScratchSpec) error {
 	if s.Volume != "" {
 		cfg.Volumes = map[string]struct{}{s.Volume: {}}
 	}
-	host := &container.HostConfig{NetworkMode: "none"}
+	host := &container.HostConfig{NetworkMode: "none", CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges:true"}}
 	if s.Network != "" {
 		host.NetworkMode = container.NetworkMode(s.Network)
 	}

@@ -2,6 +2,11 @@
 // and reports what came back: request and failure counts, latency percentiles and which backend
 // served each request. The end-to-end tests use it to prove that a backend can stop under load
 // without a failed request; the benchmark command uses it to compare paths.
+//
+// It judges as a standard client does, and forgives nothing: each request has its own timeout
+// (2 s unless said otherwise), and a request the transport had to send a second time (Go's
+// http.Transport silently resends a GET whose reused connection was closed before the answer)
+// is a failure, not a success: a client without that retry saw the connection close.
 package loadgen
 
 import (
@@ -10,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"sync"
 	"time"
@@ -23,6 +29,8 @@ type Options struct {
 	Duration    time.Duration
 	MaxRequests int // per client; 0 means no limit other than Duration
 	Client      *http.Client
+	// Timeout bounds each request, from sending it to the end of its body (default 2 s).
+	Timeout time.Duration
 	// ServerHeader names the response header that says which backend answered.
 	ServerHeader string
 }
@@ -73,6 +81,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 
@@ -103,7 +114,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					return
 				}
 				start := time.Now()
-				server, err := get(ctx, client, o.URL, o.ServerHeader)
+				server, err := get(ctx, client, o.URL, o.ServerHeader, o.Timeout)
 				if err != nil && ctx.Err() != nil {
 					return // the run ended mid-request: not a failure of the target
 				}
@@ -116,18 +127,38 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-func get(ctx context.Context, c *http.Client, url, header string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// DefaultTimeout is a standard client's patience for one request.
+const DefaultTimeout = 2 * time.Second
+
+// ErrResent is the failure of a request whose connection closed before its answer: the
+// transport sent it again on another connection, which a client without that retry does not.
+var ErrResent = errors.New("connection closed before the answer (the request had to be sent again)")
+
+func get(ctx context.Context, c *http.Client, url, header string, timeout time.Duration) (string, error) {
+	reqCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conns := 0
+	reqCtx = httptrace.WithClientTrace(reqCtx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { conns++ }})
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
+		if reqCtx.Err() != nil && ctx.Err() == nil {
+			return "", fmt.Errorf("no answer within %s", timeout)
+		}
 		return "", err
 	}
 	defer resp.Body.Close()
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		if reqCtx.Err() != nil && ctx.Err() == nil {
+			return "", fmt.Errorf("body not complete within %s", timeout)
+		}
 		return "", fmt.Errorf("read body: %w", err)
+	}
+	if conns > 1 {
+		return "", ErrResent
 	}
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("status %d", resp.StatusCode)

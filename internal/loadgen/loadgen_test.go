@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,5 +62,50 @@ func TestRunStopsAtDuration(t *testing.T) {
 func TestRunRejectsBadOptions(t *testing.T) {
 	if _, err := Run(context.Background(), Options{URL: "http://x", Concurrency: 0, Duration: time.Second}); err == nil {
 		t.Fatal("want an error for Concurrency 0")
+	}
+}
+
+func TestASlowAnswerIsAFailure(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 3 {
+			time.Sleep(300 * time.Millisecond)
+		}
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Options{URL: srv.URL, Concurrency: 1, Duration: 10 * time.Second,
+		MaxRequests: 5, Client: srv.Client(), Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 5 || len(res.Failures) != 1 || !strings.Contains(res.Failures[0].Err, "within 100ms") {
+		t.Fatalf("requests=%d failures=%v: want 5 requests, the third one failed by its timeout", res.Requests, res.Failures)
+	}
+}
+
+// A server that closes a kept-alive connection instead of answering: Go's transport resends the
+// GET on a new connection and would report success; a standard client saw the connection close.
+func TestAResentRequestIsAFailure(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 2 {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Options{URL: srv.URL, Concurrency: 1, Duration: 10 * time.Second,
+		MaxRequests: 3, Client: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() != 4 {
+		t.Fatalf("the server saw %d requests, want 4 (3 and the transport's resend)", n.Load())
+	}
+	if res.Requests != 3 || len(res.Failures) != 1 || !strings.Contains(res.Failures[0].Err, "sent again") {
+		t.Fatalf("requests=%d failures=%v: want 3 requests, the second one failed as resent", res.Requests, res.Failures)
 	}
 }

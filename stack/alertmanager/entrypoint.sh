@@ -22,12 +22,15 @@
 # Group timings: ALERTMANAGER_GROUP_WAIT, ALERTMANAGER_GROUP_INTERVAL,
 # ALERTMANAGER_REPEAT_INTERVAL, ALERTMANAGER_WATCHDOG_INTERVAL (durations such as 30s, 5m, 4h).
 # ALERTMANAGER_EXTERNAL_URL: the URL people reach Alertmanager at, for links in notifications.
-# A configuration file that is mounted read-only over /etc/alertmanager/alertmanager.yml is
+# The rendered configuration is written to /run/alertmanager/alertmanager.yml (memory; the root
+# filesystem is read-only), which the image's /etc/alertmanager/alertmanager.yml links to. A
+# configuration file of your own mounted over /etc/alertmanager/alertmanager.yml (not a link) is
 # used as it is, without rendering.
 set -euo pipefail
 
 TEMPLATE=${ALERTMANAGER_TEMPLATE:-/etc/alertmanager/alertmanager.tmpl.yml}
 CONFIG=/etc/alertmanager/alertmanager.yml
+RENDERED=/run/alertmanager/alertmanager.yml
 SECRETS_IN=${ALERTMANAGER_SECRETS_DIR:-/run/secrets}
 RUN_AS=prometheus
 log() { printf '%s alertmanager-entrypoint: %s\n' "$(date -u +%FT%TZ)" "$*" >&2; }
@@ -201,21 +204,21 @@ configure() {
 	$SLACK_ON || $EMAIL_ON || log "no receiver configured: alerts are shown in Alertmanager's UI only (docs/alerts.md says how to add one)"
 }
 
-# write_config: render into $CONFIG, readable by the alertmanager user and nobody else.
+# write_config: render into $RENDERED, readable by the alertmanager user and nobody else.
 write_config() {
 	local tmp
-	tmp=$(mktemp "$CONFIG.XXXXXX" 2>/dev/null) ||
-		die "cannot write $CONFIG: start the container as root (the default; Alertmanager itself runs as $RUN_AS) or mount a configuration of your own read-only there"
+	tmp=$(mktemp "$RENDERED.XXXXXX" 2>/dev/null) ||
+		die "cannot write $RENDERED: start the container as root (the default; Alertmanager itself runs as $RUN_AS) with a tmpfs on /run/alertmanager, or mount a configuration of your own read-only on $CONFIG"
 	render >"$tmp"
 	if [ "$(id -u)" = 0 ]; then
 		chown "root:$RUN_AS" "$tmp"
 	fi
 	chmod 0640 "$tmp"
-	mv -f "$tmp" "$CONFIG"
+	mv -f "$tmp" "$RENDERED"
 }
 
 main() {
-	if [ -e "$CONFIG" ] && [ ! -w "$CONFIG" ]; then
+	if [ -e "$CONFIG" ] && [ ! -L "$CONFIG" ]; then
 		# A configuration of the user's own, mounted read-only: used as it is.
 		[ "${1:-}" = render ] && exec cat "$CONFIG"
 		[ "${1:-}" = check ] && exec amtool check-config "$CONFIG"

@@ -40,7 +40,11 @@ APP_PW=$(secret app_password)
 REPL_PW=$(secret repl_password)
 EXPORTER_PW=$(secret exporter_password)
 
-args=(--user=mysql --datadir="$DATADIR" --server-id="$SERVER_ID" --report-host="$(hostname)")
+# The image runs as mysql; started as root (an override), the server still drops to mysql.
+as_mysql=()
+if [ "$(id -u)" = 0 ]; then as_mysql=(--user=mysql); fi
+
+args=("${as_mysql[@]}" --datadir="$DATADIR" --server-id="$SERVER_ID" --report-host="$(hostname)")
 if [ "$ROLE" = primary ]; then
 	args+=(--rpl-semi-sync-master-enabled=ON)
 else
@@ -92,7 +96,7 @@ app_schema_sql() {
 }
 
 start_temp_server() {
-	mariadbd --user=mysql --datadir="$DATADIR" --skip-networking --socket="$SOCK" \
+	mariadbd "${as_mysql[@]}" --datadir="$DATADIR" --skip-networking --socket="$SOCK" \
 		--skip-log-bin --skip-slave-start --server-id="$SERVER_ID" &
 	TEMP_PID=$!
 	for _ in $(seq 1 60); do
@@ -138,8 +142,8 @@ seed_from_primary() {
 initialise() {
 	log "initialising $DATADIR"
 	find "$DATADIR" -mindepth 1 -delete
-	chown mysql:mysql "$DATADIR"
-	mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal >/dev/null
+	[ "$(id -u)" != 0 ] || chown mysql:mysql "$DATADIR"
+	mariadb-install-db "${as_mysql[@]}" --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal >/dev/null
 	start_temp_server
 	local hc_pw
 	hc_pw=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')

@@ -3,22 +3,51 @@
 #  - TLS: use the user's nginx/ssl/nginx.{crt,key} (mounted at /etc/nginx/ssl) if present, else a
 #    self-signed certificate generated on first start into the nginx_tls volume, with SANs for
 #    localhost, 127.0.0.1 and $TLS_HOSTNAMES (comma-separated names or IPs). It is regenerated when
-#    TLS_HOSTNAMES changes.
-#  - Backends: write the upstream from the current addresses of $WEB_BACKENDS and, in the
-#    background, rewrite it and reload nginx gracefully whenever an address changes (a backend
-#    stopped, started or recreated). Open-source nginx 1.26 resolves upstream names only at start.
+#    TLS_HOSTNAMES changes. Started as root (the image's default), it copies the pair into
+#    /etc/nginx/tls (memory) for www-data and runs everything after that as www-data: the key may
+#    be root's own, mode 0600, as the seed's openssl command makes it.
+#  - Backends: $WEB_BACKENDS lists them as NAME=ADDRESS (fixed addresses on the front network, so
+#    nginx never needs a reload when a backend stops, returns or is recreated). For them it writes
+#    one upstream group with every backend and one without each, and the per-request choice
+#    between them by lb-health's marker files in $LB_STATE ("NAME.down": out of rotation).
 set -euo pipefail
 
-WEB_BACKENDS=${WEB_BACKENDS:-web1 web2}
+WEB_BACKENDS=${WEB_BACKENDS:?WEB_BACKENDS must list the backends as NAME=ADDRESS}
+LB_STATE=${LB_STATE:-/var/lib/hastack-lb}
 BACKEND_PORT=${BACKEND_PORT:-80}
 HTTPS_PORT=${HTTPS_PUBLIC_PORT:-443}
 GEN=/etc/nginx/generated
+TLS=/etc/nginx/tls
+RUN_AS=www-data
 log() { printf '%s entrypoint: %s\n' "$(date -u +%FT%TZ)" "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+# as_nginx CMD...: CMD as the user nginx runs as (as is, when that is who we are already).
+as_nginx() {
+	if [ "$(id -u)" = 0 ]; then
+		setpriv --reuid="$RUN_AS" --regid="$RUN_AS" --init-groups -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# install_pair CRT KEY: the pair nginx loads, written by its own user (the key mode 0600).
+install_pair() {
+	if [ ! -r "$1" ] || [ ! -r "$2" ]; then
+		die "cannot read $1 and $2: start the container as root (the image's default) or make them readable by $RUN_AS"
+	fi
+	# shellcheck disable=SC2016 # the script's own $1 and $2
+	as_nginx sh -c 'umask 077 && cat >"$1.tmp" && mv -f "$1.tmp" "$1"' sh "$TLS/nginx.crt" <"$1"
+	# shellcheck disable=SC2016
+	as_nginx sh -c 'umask 077 && cat >"$1.tmp" && mv -f "$1.tmp" "$1"' sh "$TLS/nginx.key" <"$2"
+}
 
 setup_tls() {
 	if [ -s /etc/nginx/ssl/nginx.crt ] && [ -s /etc/nginx/ssl/nginx.key ]; then
-		ln -sf /etc/nginx/ssl/nginx.crt /etc/nginx/tls/nginx.crt
-		ln -sf /etc/nginx/ssl/nginx.key /etc/nginx/tls/nginx.key
+		install_pair /etc/nginx/ssl/nginx.crt /etc/nginx/ssl/nginx.key
 		log "TLS: using the certificate in nginx/ssl/"
 		return
 	fi
@@ -37,8 +66,7 @@ setup_tls() {
 			-keyout "$dir/nginx.key" -out "$dir/nginx.crt" 2>/dev/null)
 		echo "$san" >"$dir/san"
 	fi
-	ln -sf "$dir/nginx.crt" /etc/nginx/tls/nginx.crt
-	ln -sf "$dir/nginx.key" /etc/nginx/tls/nginx.key
+	install_pair "$dir/nginx.crt" "$dir/nginx.key"
 }
 
 setup_redirect() {
@@ -51,39 +79,60 @@ setup_redirect() {
 	fi
 }
 
-# upstream_conf prints the upstream's server lines for the backends that resolve now. A backend
-# that fails is left out of the rotation for 2 s (fail_timeout): short, because a backend that
-# was just started may refuse the first connection before Apache listens.
-upstream_conf() {
-	local b addr found=0
+# server_line NAME ADDRESS: one backend in an upstream group. A backend that fails a request is
+# left out for 2 s (fail_timeout) by nginx itself, on top of lb-health's active checks.
+server_line() { echo "    server $2:$BACKEND_PORT max_fails=1 fail_timeout=2s; # $1"; }
+
+# group NAME [SKIP]: an upstream group of every backend but SKIP.
+group() {
+	local b
+	echo "upstream $1 {"
+	echo "    zone $1 64k;"
 	for b in $WEB_BACKENDS; do
-		addr=$(getent hosts "$b" | awk 'NR==1 {print $1}') || true
-		if [ -n "$addr" ]; then
-			echo "server $addr:$BACKEND_PORT max_fails=1 fail_timeout=2s; # $b"
-			found=1
-		else
-			echo "# $b: not resolvable (stopped or not created)"
-		fi
+		[ "${b%%=*}" = "${2:-}" ] || server_line "${b%%=*}" "${b#*=}"
 	done
-	# nginx needs at least one server; with none resolvable requests get 502 until one returns.
-	[ $found = 1 ] || echo "server 127.0.0.1:9 down;"
+	# Kept-alive connections to the backends, given up after 4 s (Apache closes its idle ones
+	# after 5 s: nginx never sends on a connection Apache is closing).
+	echo "    keepalive 32;"
+	echo "    keepalive_timeout 4s;"
+	echo "}"
 }
 
-watch_backends() {
-	local next
-	while sleep 1; do
-		next=$(upstream_conf)
-		if [ "$next" != "$(cat "$GEN/upstream.conf")" ]; then
-			echo "$next" >"$GEN/upstream.conf"
-			log "backends changed: $(grep -o '# .*' <<<"$next" | tr '\n' ' '); reloading"
-			nginx -s reload || log "reload failed"
-		fi
+# write_backends: generated/upstreams.conf (http level) and generated/pool.conf (server level,
+# sets $web_pool, the group a request goes to).
+write_backends() {
+	local b name
+	for b in $WEB_BACKENDS; do
+		name=${b%%=*}
+		[[ $b == *=* && $name =~ ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ && ${b#*=} =~ ^[0-9.]+$ ]] ||
+			die "WEB_BACKENDS: '$b': want NAME=IPV4ADDRESS (e.g. web1=10.231.80.11), a fixed address of the backend"
 	done
+	{
+		echo "# Written by the entrypoint from WEB_BACKENDS=\"$WEB_BACKENDS\"."
+		group web_all
+		for b in $WEB_BACKENDS; do group "web_without_${b%%=*}" "${b%%=*}"; done
+	} >"$GEN/upstreams.conf"
+	{
+		echo "# Written by the entrypoint: lb-health's markers choose the group, at every request."
+		echo "set \$web_pool web_all;"
+		for b in $WEB_BACKENDS; do
+			echo "if (-f $LB_STATE/${b%%=*}.down) { set \$web_pool web_without_${b%%=*}; }"
+		done
+	} >"$GEN/pool.conf"
+	log "backends: $WEB_BACKENDS"
 }
 
-setup_tls
+if [ "${1:-}" != --unprivileged ]; then
+	setup_tls
+	if [ "$(id -u)" = 0 ]; then
+		# nginx opens its logs, /dev/stdout and /dev/stderr, by name: the container's output
+		# pipes are root's, so let its own user write them too.
+		chmod o+w /proc/self/fd/1 /proc/self/fd/2 || log "cannot open the output to $RUN_AS: nginx's logs may fail"
+		# From here on, and nginx itself: www-data, with no capability left.
+		exec setpriv --reuid="$RUN_AS" --regid="$RUN_AS" --init-groups -- "$0" --unprivileged
+	fi
+fi
 setup_redirect
-upstream_conf >"$GEN/upstream.conf"
+write_backends
 nginx -t -q
-watch_backends &
 exec nginx -g 'daemon off;'

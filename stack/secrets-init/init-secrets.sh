@@ -2,7 +2,7 @@
 # Generates the stack's secrets into /secrets (the host's stack/secrets/, git-ignored) on first
 # start and keeps them on later starts. Each consumer gets a directory holding only what it needs,
 # owned by the user it runs as, mode 0700 (directory) / 0400 (files):
-#   db/              root, app, repl and exporter passwords (MariaDB entrypoint, runs as root)
+#   db/              root, app, repl and exporter passwords (MariaDB, mysql = uid 100)
 #   web/             the app user's password (PHP, www-data = uid 33)
 #   mysql_exporter/  my.cnf for the exporter user (nobody = uid 65534)
 #   grafana/         Grafana's admin password (the official image's uid 472)
@@ -31,8 +31,12 @@ put() {
 	mv -f "$tmp" "$f"
 }
 
-gen() { # gen OWNER_UID FILE: a new random password, unless FILE has one
-	[ -s "$2" ] && return 0
+gen() { # gen OWNER_UID FILE: a new random password, unless FILE has one (then only its owner and mode are set)
+	if [ -s "$2" ]; then
+		chown "$1:$1" "$2"
+		chmod 0400 "$2"
+		return 0
+	fi
 	local pw
 	pw=$(head -c 48 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9')
 	printf '%s' "${pw:0:32}" | put "$1" "$2"
@@ -46,12 +50,12 @@ dir() { # dir OWNER_UID NAME: a consumer's directory
 }
 
 chmod 0700 "$S"
-dir 0 db
+dir 100 db
 dir 33 web
 dir 65534 mysql_exporter
 dir 472 grafana
 dir 10001 objectstore
-for name in root app repl exporter; do gen 0 "$S/db/${name}_password"; done
+for name in root app repl exporter; do gen 100 "$S/db/${name}_password"; done
 gen 472 "$S/grafana/admin_password"
 gen 10001 "$S/objectstore/secret_key"
 put 33 "$S/web/db_app_password" <"$S/db/app_password"

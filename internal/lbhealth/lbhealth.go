@@ -1,0 +1,298 @@
+// Package lbhealth checks the load balancer's backends actively and tells nginx which are out of
+// rotation, without reloading it.
+//
+// Open-source nginx has no active health checks and resolves upstream names only when it loads
+// its configuration: a backend that hangs is found only after a request has waited for it, and a
+// backend whose address changes needs a reload, which closes kept-alive client connections. So
+// the backends have fixed addresses, nginx's configuration names one upstream group per set of
+// backends in rotation, and a request picks its group by which marker files exist in a directory
+// nginx reads: "<name>.down" for a backend out of rotation (an `if (-f ...)` per request: a stat
+// of a file in memory). This package probes every backend and keeps those files.
+//
+// It never takes the last backends out: when every backend fails its probe, no file is left, so
+// nginx tries them all (its own passive checks still apply) rather than answering 502 at once.
+package lbhealth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Backend is one server in the load balancer's rotation.
+type Backend struct {
+	Name string // the marker file's name: "<Name>.down"
+	URL  string // probed with GET; a 200 answer within the timeout is healthy
+}
+
+// Options tune the checker. Zero values take the defaults.
+type Options struct {
+	Interval time.Duration // between the starts of two probes of one backend (default 500 ms)
+	Timeout  time.Duration // for one probe, answer included (default 1 s)
+	Rise     int           // consecutive good probes to come back (default 2)
+	Fall     int           // consecutive bad probes to go out (default 1)
+	Client   *http.Client  // default: no keep-alive, no proxy, no redirects
+	Logger   *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Interval <= 0 {
+		o.Interval = 500 * time.Millisecond
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	if o.Rise <= 0 {
+		o.Rise = 2
+	}
+	if o.Fall <= 0 {
+		o.Fall = 1
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{
+			// A new connection per probe: a backend that cannot accept one is not healthy.
+			Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ParseBackend reads "name=url", as the command line gives a backend.
+func ParseBackend(s string) (Backend, error) {
+	name, url, ok := strings.Cut(s, "=")
+	if !ok || name == "" || url == "" {
+		return Backend{}, fmt.Errorf("backend %q: want name=url, e.g. web1=http://10.231.80.11/healthz.php", s)
+	}
+	b := Backend{Name: name, URL: url}
+	return b, b.validate()
+}
+
+func (b Backend) validate() error {
+	if !validName.MatchString(b.Name) || strings.Contains(b.Name, "..") {
+		return fmt.Errorf("backend name %q: want letters, digits, '_', '.', '-' (it names a file)", b.Name)
+	}
+	if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
+		return fmt.Errorf("backend %s: URL %q: want http:// or https://", b.Name, b.URL)
+	}
+	return nil
+}
+
+// Checker probes backends and keeps their marker files in Dir.
+type Checker struct {
+	Dir      string
+	Backends []Backend
+	opt      Options
+
+	mu     sync.Mutex
+	down   map[string]bool // by the probes
+	probed map[string]bool // at least one probe finished
+}
+
+// New validates the backends and returns a checker; Run starts it.
+func New(dir string, backends []Backend, opt Options) (*Checker, error) {
+	if len(backends) == 0 {
+		return nil, errors.New("no backend to check")
+	}
+	seen := map[string]bool{}
+	for _, b := range backends {
+		if err := b.validate(); err != nil {
+			return nil, err
+		}
+		if seen[b.Name] {
+			return nil, fmt.Errorf("backend %s given twice", b.Name)
+		}
+		seen[b.Name] = true
+	}
+	opt.defaults()
+	return &Checker{Dir: dir, Backends: backends, opt: opt, down: map[string]bool{}, probed: map[string]bool{}}, nil
+}
+
+// Run probes until ctx ends. It starts from a clean directory (markers a previous run left are
+// removed: nothing is known yet, so everything is in rotation) and leaves the markers as they
+// are when it stops, so that a restart of the checker changes nothing until it has probed.
+func (c *Checker) Run(ctx context.Context) error {
+	if err := c.clear(); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, b := range c.Backends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.watch(ctx, b)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *Checker) clear() error {
+	entries, err := os.ReadDir(c.Dir)
+	if err != nil {
+		return fmt.Errorf("read the state directory: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".down") || strings.HasSuffix(e.Name(), ".down.tmp") {
+			if err := os.Remove(filepath.Join(c.Dir, e.Name())); err != nil {
+				return fmt.Errorf("remove a stale marker: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Checker) watch(ctx context.Context, b Backend) {
+	good, bad := 0, 0
+	tick := time.NewTicker(c.opt.Interval)
+	defer tick.Stop()
+	for {
+		err := c.probe(ctx, b)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			good, bad = good+1, 0
+		} else {
+			good, bad = 0, bad+1
+		}
+		c.mu.Lock()
+		c.probed[b.Name] = true
+		wasDown := c.down[b.Name]
+		switch {
+		case wasDown && good >= c.opt.Rise:
+			c.down[b.Name] = false
+			c.opt.Logger.Info("backend back in rotation", "backend", b.Name)
+		case !wasDown && bad >= c.opt.Fall:
+			c.down[b.Name] = true
+			c.opt.Logger.Warn("backend out of rotation", "backend", b.Name, "err", err)
+		}
+		if c.down[b.Name] != wasDown {
+			if err := c.writeMarkers(); err != nil {
+				c.opt.Logger.Error("update the markers", "err", err)
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// probe is one GET of the backend's URL, bounded by the timeout, its body read (bounded).
+func (c *Checker) probe(ctx context.Context, b Backend) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opt.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.URL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "hastack-lb-health")
+	resp, err := c.opt.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)); err != nil {
+		return fmt.Errorf("read the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// writeMarkers makes the files match the state: a marker for each backend that is down, unless
+// all are (then none). Called with mu held.
+func (c *Checker) writeMarkers() error {
+	allDown := true
+	for _, b := range c.Backends {
+		allDown = allDown && c.down[b.Name]
+	}
+	if allDown {
+		c.opt.Logger.Warn("every backend fails its probe: all stay in rotation (nginx's passive checks decide)")
+	}
+	var errs []error
+	for _, b := range c.Backends {
+		path := filepath.Join(c.Dir, b.Name+".down")
+		if c.down[b.Name] && !allDown {
+			errs = append(errs, touch(path))
+		} else if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// touch creates path atomically (nginx may stat it at any moment).
+func touch(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Status is what the checker knows, as its /status endpoint gives it.
+type Status struct {
+	Ready bool     `json:"ready"` // every backend probed at least once
+	Down  []string `json:"down"`  // out of rotation by the probes (all of them: none is marked)
+}
+
+// ServeHTTP answers /healthz (200 once every backend has been probed, for the container's
+// healthcheck) and /status (JSON).
+func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	st := Status{Ready: len(c.probed) == len(c.Backends), Down: []string{}}
+	for _, b := range c.Backends {
+		if c.down[b.Name] {
+			st.Down = append(st.Down, b.Name)
+		}
+	}
+	c.mu.Unlock()
+	switch r.URL.Path {
+	case "/healthz":
+		if !st.Ready {
+			http.Error(w, "not every backend probed yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	case "/status":
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(st)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// Down reports which backends the probes have out of rotation now.
+func (c *Checker) Down() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, b := range c.Backends {
+		if c.down[b.Name] {
+			out = append(out, b.Name)
+		}
+	}
+	return out
+}

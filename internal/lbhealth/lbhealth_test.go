@@ -1,0 +1,161 @@
+package lbhealth
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// backend is a test server whose health the test switches: ok, failing (500) or hung.
+type backend struct {
+	srv   *httptest.Server
+	state atomic.Value // "ok", "fail", "hang"
+}
+
+func newBackend(t *testing.T) *backend {
+	b := &backend{}
+	b.state.Store("ok")
+	release := make(chan struct{})
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch b.state.Load() {
+		case "fail":
+			http.Error(w, "no", http.StatusInternalServerError)
+		case "hang":
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}
+	}))
+	t.Cleanup(func() { close(release); b.srv.Close() })
+	return b
+}
+
+func markers(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*.down"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m {
+		m[i] = filepath.Base(m[i])
+	}
+	return m
+}
+
+// eventually waits (bounded) until the markers are want.
+func eventually(t *testing.T, dir string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := markers(t, dir)
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("markers %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func start(t *testing.T, dir string, backends ...Backend) *Checker {
+	t.Helper()
+	c, err := New(dir, backends, Options{Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+func TestFailingAndHungBackendsLeaveAndReturn(t *testing.T) {
+	dir := t.TempDir()
+	// A marker left by an earlier run: removed at start (nothing is known yet).
+	if err := os.WriteFile(filepath.Join(dir, "web1.down"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w1, w2 := newBackend(t), newBackend(t)
+	start(t, dir, Backend{"web1", w1.srv.URL}, Backend{"web2", w2.srv.URL})
+	eventually(t, dir)
+
+	w1.state.Store("fail")
+	eventually(t, dir, "web1.down")
+	w1.state.Store("ok")
+	eventually(t, dir)
+
+	w2.state.Store("hang") // answers nothing: out by the probe's timeout
+	eventually(t, dir, "web2.down")
+	w2.state.Store("ok")
+	eventually(t, dir)
+}
+
+func TestStoppedBackendLeaves(t *testing.T) {
+	dir := t.TempDir()
+	w1, w2 := newBackend(t), newBackend(t)
+	start(t, dir, Backend{"web1", w1.srv.URL}, Backend{"web2", w2.srv.URL})
+	w1.srv.Close() // connection refused
+	eventually(t, dir, "web1.down")
+}
+
+// With every backend failing no marker is left: nginx then tries them all instead of having
+// no group to send to.
+func TestNeverTakesTheLastOut(t *testing.T) {
+	dir := t.TempDir()
+	w1, w2 := newBackend(t), newBackend(t)
+	c := start(t, dir, Backend{"web1", w1.srv.URL}, Backend{"web2", w2.srv.URL})
+	w1.state.Store("fail")
+	eventually(t, dir, "web1.down")
+	w2.state.Store("fail")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(c.Down()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("down %v, want both", c.Down())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	eventually(t, dir)
+	w2.state.Store("ok")
+	eventually(t, dir, "web1.down")
+}
+
+func TestBackendsAreValidated(t *testing.T) {
+	for _, s := range []string{"", "web1", "=http://x", "../x=http://x", "a/b=http://x", "web1=ftp://x", ".x=http://x"} {
+		if _, err := ParseBackend(s); err == nil {
+			t.Errorf("ParseBackend(%q) accepted", s)
+		}
+	}
+	if b, err := ParseBackend("web1=http://10.0.0.11/healthz.php"); err != nil || b.Name != "web1" || b.URL != "http://10.0.0.11/healthz.php" {
+		t.Errorf("ParseBackend: %v %v", b, err)
+	}
+	if _, err := New(t.TempDir(), []Backend{{"a", "http://x"}, {"a", "http://y"}}, Options{}); err == nil {
+		t.Error("a backend given twice was accepted")
+	}
+}
+
+func TestStatusEndpoints(t *testing.T) {
+	dir := t.TempDir()
+	w1, w2 := newBackend(t), newBackend(t)
+	w2.state.Store("fail")
+	c := start(t, dir, Backend{"web1", w1.srv.URL}, Backend{"web2", w2.srv.URL})
+	eventually(t, dir, "web2.down")
+	for path, want := range map[string]string{"/healthz": "ok\n", "/status": `{"ready":true,"down":["web2"]}` + "\n"} {
+		rec := httptest.NewRecorder()
+		c.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != http.StatusOK || rec.Body.String() != want {
+			t.Errorf("%s: %d %q, want 200 %q", path, rec.Code, rec.Body.String(), want)
+		}
+	}
+}
