@@ -20,7 +20,7 @@ func TestRowCounterOnRealDump(t *testing.T) {
 	}
 	name := fmt.Sprintf("backup-rowcount-%d", time.Now().UnixNano())
 	if out, err := exec.Command("docker", "run", "-d", "--name", name, "--entrypoint", "sh", "hastack/mariadb", "-c",
-		"mariadb-install-db --user=mysql >/dev/null && exec mariadbd --user=mysql --skip-networking").CombinedOutput(); err != nil {
+		"mariadb-install-db --auth-root-authentication-method=normal >/dev/null && exec mariadbd --skip-networking").CombinedOutput(); err != nil {
 		t.Fatalf("start mariadb: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
