@@ -616,8 +616,9 @@ func TestAgentRollsOutWebChange(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		r, err := loadgen.Run(loadCtx, loadgen.Options{URL: siteURL("/"), Concurrency: 50, Duration: 10 * time.Minute,
-			Client: httpsClient(15 * time.Second), ServerHeader: "X-Served-By"})
+		// 20 clients with a 2 s bound and no retries (see testWebFaultsUnderLoad for why not 50).
+		r, err := loadgen.Run(loadCtx, loadgen.Options{URL: siteURL("/"), Concurrency: 20, Duration: 10 * time.Minute,
+			Client: httpsClient(15 * time.Second), ServerHeader: "X-Served-By", Timeout: loadgen.DefaultTimeout})
 		done <- result{r, err}
 	}()
 	time.Sleep(3 * time.Second)
@@ -652,6 +653,12 @@ func TestAgentRollsOutWebChange(t *testing.T) {
 		}
 	}
 	if len(res.Failures) > 0 {
+		// Which second, and what: a burst at one instant is not a trickle.
+		bySecond := map[string]int{}
+		for _, f := range res.Failures {
+			bySecond[f.At.Format("15:04:05")+" "+f.Err]++
+		}
+		t.Logf("failures by second: %v", bySecond)
 		t.Fatalf("%d of %d requests failed during the rollout, want 0", len(res.Failures), res.Requests)
 	}
 	resp, err := httpsClient(10 * time.Second).Get(siteURL("/"))

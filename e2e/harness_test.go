@@ -42,6 +42,7 @@ const (
 	// network's gateway address is where the alert receivers of the tests listen (gatewayIP).
 	frontNetwork     = project + "_front"
 	frontNetPrefix   = "10.213.78" // FRONT_NET_PREFIX: web1 is .11, web2 .12
+	dataNetPrefix    = "10.213.79" // DATA_NET_PREFIX: db_master is .21, db_slave .22
 	monitoringSubnet = "10.213.77.0/24"
 )
 
@@ -126,7 +127,7 @@ func (s *stack) settings() []string {
 		"PROMETHEUS_PORT=" + prometheusPort, "GRAFANA_PORT=" + grafanaPort,
 		"OBJECTSTORE_PORT=" + objectPort, "ALERTMANAGER_PORT=" + alertmgrPort,
 		"WEB_BIND=127.0.0.1", "GRAFANA_BIND=127.0.0.1", "PROMETHEUS_BIND=127.0.0.1", "OBJECTSTORE_BIND=127.0.0.1", "ALERTMANAGER_BIND=127.0.0.1",
-		"TLS_HOSTNAMES=" + tlsHostnames, "FRONT_NET_PREFIX=" + frontNetPrefix,
+		"TLS_HOSTNAMES=" + tlsHostnames, "FRONT_NET_PREFIX=" + frontNetPrefix, "DATA_NET_PREFIX=" + dataNetPrefix,
 	}, alertSettings()...)
 }
 

@@ -35,6 +35,7 @@ func run() int {
 	duration := fs.Duration("d", 20*time.Second, "duration per path")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured load before each path")
 	header := fs.String("server-header", "X-Served-By", "response header naming the backend")
+	noHeader := fs.Bool("no-header", false, "leave out the table's header line (rows of one table from several runs)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -53,7 +54,9 @@ func run() int {
 		},
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\trequests\treq/s\tp50 ms\tp99 ms\tfailed\tvs baseline\tserved by\t")
+	if !*noHeader {
+		fmt.Fprintln(tw, "path\trequests\treq/s\tp50 ms\tp99 ms\tslowest ms\tfailed\tvs baseline\tserved by\t")
+	}
 	var baseline float64
 	for i, arg := range fs.Args() {
 		name, url, ok := strings.Cut(arg, "=")
@@ -82,8 +85,8 @@ func run() int {
 		if baseline > 0 {
 			ratio = fmt.Sprintf("%.2f", rps/baseline)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%d\t%s\t%s\t\n", name, res.Requests, rps,
-			ms(res.Percentile(0.50)), ms(res.Percentile(0.99)), len(res.Failures), ratio, served(res.Served))
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%d\t%s\t%s\t\n", name, res.Requests, rps,
+			ms(res.Percentile(0.50)), ms(res.Percentile(0.99)), ms(res.Percentile(1)), len(res.Failures), ratio, served(res.Served))
 		for j, f := range res.Failures {
 			if j == 5 {
 				fmt.Fprintf(os.Stderr, "lbbench: %s: ... %d more failures\n", name, len(res.Failures)-5)

@@ -152,3 +152,51 @@ for last; do :; done
 		t.Errorf("the error's output lacks the CLI's last line:\n%s", ce.Output)
 	}
 }
+
+// A build context's digest follows what Docker sends: files its .dockerignore leaves out do
+// not change it, files it keeps and the .dockerignore itself do.
+func TestHashContextFollowsDockerignore(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(".dockerignore", "*\n!go.mod\n!internal/\ninternal/**/*_test.go\n")
+	write("go.mod", "module x\n")
+	write("internal/a/a.go", "package a\n")
+	write("internal/a/a_test.go", "package a\n")
+	write("stack/web/html/index.php", "v1")
+	base, err := HashContext(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, changes := range map[string]bool{
+		"stack/web/html/index.php": false, "internal/a/a_test.go": false,
+		"internal/a/a.go": true, "go.mod": true, ".dockerignore": true,
+	} {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		write(name, string(b)+"\n# changed")
+		got, err := HashContext(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (got != base) != changes {
+			t.Errorf("changing %s: digest changed %v, want %v", name, got != base, changes)
+		}
+		write(name, string(b))
+	}
+	// Without a .dockerignore every file counts.
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "f"), []byte("1"), 0o644)
+	h1, _ := HashContext(other)
+	os.WriteFile(filepath.Join(other, "f"), []byte("2"), 0o644)
+	if h2, _ := HashContext(other); h1 == h2 {
+		t.Error("without a .dockerignore a changed file did not change the digest")
+	}
+}

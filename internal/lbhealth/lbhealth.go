@@ -9,8 +9,10 @@
 // nginx reads: "<name>.down" for a backend out of rotation (an `if (-f ...)` per request: a stat
 // of a file in memory). This package probes every backend and keeps those files.
 //
-// It never takes the last backends out: when every backend fails its probe, no file is left, so
-// nginx tries them all (its own passive checks still apply) rather than answering 502 at once.
+// It never takes the last backends out of rotation: a backend whose probe fails while every
+// other one is out already stays in (its markers are left as they were), so nginx always has a
+// group to send to, and a backend that hung does not come back because the last one is slow
+// under the load it took over.
 package lbhealth
 
 import (
@@ -20,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,7 +35,10 @@ import (
 // Backend is one server in the load balancer's rotation.
 type Backend struct {
 	Name string // the marker file's name: "<Name>.down"
-	URL  string // probed with GET; a 200 answer within the timeout is healthy
+	// URL is what is probed: http:// or https:// (a GET answered 200 within the timeout is
+	// healthy), or mysql://host:port (the server's greeting, a protocol 10 handshake packet,
+	// arrives within the timeout: a server that accepts connections but hangs is not healthy).
+	URL string
 }
 
 // Options tune the checker. Zero values take the defaults.
@@ -86,8 +92,14 @@ func (b Backend) validate() error {
 	if !validName.MatchString(b.Name) || strings.Contains(b.Name, "..") {
 		return fmt.Errorf("backend name %q: want letters, digits, '_', '.', '-' (it names a file)", b.Name)
 	}
+	if strings.HasPrefix(b.URL, "mysql://") {
+		if _, _, err := net.SplitHostPort(strings.TrimPrefix(b.URL, "mysql://")); err != nil {
+			return fmt.Errorf("backend %s: URL %q: want mysql://host:port", b.Name, b.URL)
+		}
+		return nil
+	}
 	if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
-		return fmt.Errorf("backend %s: URL %q: want http:// or https://", b.Name, b.URL)
+		return fmt.Errorf("backend %s: URL %q: want http://, https:// or mysql://", b.Name, b.URL)
 	}
 	return nil
 }
@@ -100,6 +112,7 @@ type Checker struct {
 
 	mu     sync.Mutex
 	down   map[string]bool // by the probes
+	marked map[string]bool // out of rotation: a marker file exists
 	probed map[string]bool // at least one probe finished
 }
 
@@ -119,7 +132,7 @@ func New(dir string, backends []Backend, opt Options) (*Checker, error) {
 		seen[b.Name] = true
 	}
 	opt.defaults()
-	return &Checker{Dir: dir, Backends: backends, opt: opt, down: map[string]bool{}, probed: map[string]bool{}}, nil
+	return &Checker{Dir: dir, Backends: backends, opt: opt, down: map[string]bool{}, marked: map[string]bool{}, probed: map[string]bool{}}, nil
 }
 
 // Run probes until ctx ends. It starts from a clean directory (markers a previous run left are
@@ -199,6 +212,9 @@ func (c *Checker) watch(ctx context.Context, b Backend) {
 func (c *Checker) probe(ctx context.Context, b Backend) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opt.Timeout)
 	defer cancel()
+	if addr, ok := strings.CutPrefix(b.URL, "mysql://"); ok {
+		return probeMySQL(ctx, addr)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.URL, nil)
 	if err != nil {
 		return err
@@ -218,24 +234,63 @@ func (c *Checker) probe(ctx context.Context, b Backend) error {
 	return nil
 }
 
-// writeMarkers makes the files match the state: a marker for each backend that is down, unless
-// all are (then none). Called with mu held.
+// probeMySQL connects and reads the server's greeting: a packet header (3 bytes length, 1 byte
+// sequence 0) and protocol version 10. It then closes without logging in (the server counts an
+// aborted connect, which the next successful login of this host resets).
+func probeMySQL(ctx context.Context, addr string) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	var hdr [5]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		return fmt.Errorf("no greeting from the server: %w", err)
+	}
+	if hdr[3] != 0 || hdr[4] != 10 {
+		if hdr[4] == 0xff {
+			return errors.New("the server refused the connection (an error packet instead of its greeting)")
+		}
+		return fmt.Errorf("not a MySQL/MariaDB greeting (sequence %d, protocol %d)", hdr[3], hdr[4])
+	}
+	return nil
+}
+
+// writeMarkers makes the files match the probes: a marker for each backend that is down, unless
+// that would leave none in rotation: then the markers stay as they are (the backends still in
+// rotation are the last ones). Called with mu held.
 func (c *Checker) writeMarkers() error {
 	allDown := true
 	for _, b := range c.Backends {
 		allDown = allDown && c.down[b.Name]
 	}
 	if allDown {
-		c.opt.Logger.Warn("every backend fails its probe: all stay in rotation (nginx's passive checks decide)")
+		var in []string
+		for _, b := range c.Backends {
+			if !c.marked[b.Name] {
+				in = append(in, b.Name)
+			}
+		}
+		c.opt.Logger.Warn("every backend fails its probe: the last ones stay in rotation", "in", in)
+		return nil
 	}
 	var errs []error
 	for _, b := range c.Backends {
 		path := filepath.Join(c.Dir, b.Name+".down")
-		if c.down[b.Name] && !allDown {
-			errs = append(errs, touch(path))
+		if c.down[b.Name] {
+			if err := touch(path); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		} else if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
+			continue
 		}
+		c.marked[b.Name] = c.down[b.Name]
 	}
 	return errors.Join(errs...)
 }
@@ -255,17 +310,21 @@ func touch(path string) error {
 // Status is what the checker knows, as its /status endpoint gives it.
 type Status struct {
 	Ready bool     `json:"ready"` // every backend probed at least once
-	Down  []string `json:"down"`  // out of rotation by the probes (all of them: none is marked)
+	Down  []string `json:"down"`  // failing their probes
+	Out   []string `json:"out"`   // out of rotation (marked); never all of them
 }
 
 // ServeHTTP answers /healthz (200 once every backend has been probed, for the container's
 // healthcheck) and /status (JSON).
 func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
-	st := Status{Ready: len(c.probed) == len(c.Backends), Down: []string{}}
+	st := Status{Ready: len(c.probed) == len(c.Backends), Down: []string{}, Out: []string{}}
 	for _, b := range c.Backends {
 		if c.down[b.Name] {
 			st.Down = append(st.Down, b.Name)
+		}
+		if c.marked[b.Name] {
+			st.Out = append(st.Out, b.Name)
 		}
 	}
 	c.mu.Unlock()

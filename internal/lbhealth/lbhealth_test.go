@@ -4,11 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,8 +112,8 @@ func TestStoppedBackendLeaves(t *testing.T) {
 	eventually(t, dir, "web1.down")
 }
 
-// With every backend failing no marker is left: nginx then tries them all instead of having
-// no group to send to.
+// With every backend failing, the last one out stays in rotation: nginx always has a group,
+// and the one that failed first (hung) does not come back because the other is slow too.
 func TestNeverTakesTheLastOut(t *testing.T) {
 	dir := t.TempDir()
 	w1, w2 := newBackend(t), newBackend(t)
@@ -126,9 +128,14 @@ func TestNeverTakesTheLastOut(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	eventually(t, dir)
+	time.Sleep(100 * time.Millisecond) // several probe rounds with both failing
+	if got := markers(t, dir); !slices.Equal(got, []string{"web1.down"}) {
+		t.Fatalf("markers %v with both failing, want web1.down only (web2 is the last in rotation)", got)
+	}
+	w1.state.Store("ok")
+	eventually(t, dir, "web2.down")
 	w2.state.Store("ok")
-	eventually(t, dir, "web1.down")
+	eventually(t, dir)
 }
 
 func TestBackendsAreValidated(t *testing.T) {
@@ -151,11 +158,58 @@ func TestStatusEndpoints(t *testing.T) {
 	w2.state.Store("fail")
 	c := start(t, dir, Backend{"web1", w1.srv.URL}, Backend{"web2", w2.srv.URL})
 	eventually(t, dir, "web2.down")
-	for path, want := range map[string]string{"/healthz": "ok\n", "/status": `{"ready":true,"down":["web2"]}` + "\n"} {
+	for path, want := range map[string]string{"/healthz": "ok\n", "/status": `{"ready":true,"down":["web2"],"out":["web2"]}` + "\n"} {
 		rec := httptest.NewRecorder()
 		c.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 		if rec.Code != http.StatusOK || rec.Body.String() != want {
 			t.Errorf("%s: %d %q, want 200 %q", path, rec.Code, rec.Body.String(), want)
 		}
+	}
+}
+
+// fakeMySQL accepts connections and, unless hung, sends what a MariaDB server sends first.
+func fakeMySQL(t *testing.T, greeting []byte) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if greeting != nil {
+				c.Write(greeting)
+			}
+			go func() { time.Sleep(time.Second); c.Close() }()
+		}
+	}()
+	return "mysql://" + l.Addr().String()
+}
+
+func TestMySQLProbe(t *testing.T) {
+	good := append([]byte{0x55, 0, 0, 0, 10}, "11.8.9-MariaDB\x00"...)
+	for name, tc := range map[string]struct {
+		greeting []byte
+		healthy  bool
+	}{
+		"a greeting":             {good, true},
+		"hung (accepts, silent)": {nil, false},
+		"an error packet":        {[]byte{0x17, 0, 0, 0, 0xff, 0x69, 0x04}, false},
+		"not MySQL":              {[]byte("HTTP/1.1 400 Bad\r\n"), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			err := probeMySQL(ctx, strings.TrimPrefix(fakeMySQL(t, tc.greeting), "mysql://"))
+			if (err == nil) != tc.healthy {
+				t.Errorf("probe: %v, want healthy=%v", err, tc.healthy)
+			}
+		})
+	}
+	if _, err := ParseBackend("replica=mysql://10.0.0.22"); err == nil {
+		t.Error("mysql:// without a port was accepted")
 	}
 }

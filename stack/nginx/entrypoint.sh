@@ -79,9 +79,11 @@ setup_redirect() {
 	fi
 }
 
-# server_line NAME ADDRESS: one backend in an upstream group. A backend that fails a request is
-# left out for 2 s (fail_timeout) by nginx itself, on top of lb-health's active checks.
-server_line() { echo "    server $2:$BACKEND_PORT max_fails=1 fail_timeout=2s; # $1"; }
+# server_line NAME ADDRESS: one backend in an upstream group. nginx's own passive accounting is
+# off (max_fails=0): lb-health's probes decide who is in rotation. With it on, a backend slow for
+# a moment under load (a timeout) was taken out, and with both out nginx answered 502 at once
+# for 2 s (measured); a failed request is still retried once on the other backend.
+server_line() { echo "    server $2:$BACKEND_PORT max_fails=0; # $1"; }
 
 # group NAME [SKIP]: an upstream group of every backend but SKIP.
 group() {

@@ -18,7 +18,11 @@ $fail = function (string $part, Throwable $e) use (&$result) {
 };
 
 try {
-    $primary = db_connect(getenv('DB_PRIMARY_HOST') ?: 'db_master');
+    $primaryHost = getenv('DB_PRIMARY_HOST') ?: 'db_master';
+    if (db_marked_down('primary')) {
+        throw new RuntimeException("primary $primaryHost is out (db-health)");
+    }
+    $primary = db_connect($primaryHost);
     $stmt = $primary->prepare('INSERT INTO visits (server, client) VALUES (?, ?)');
     $client = substr($_SERVER['REMOTE_ADDR'] ?? '', 0, 64);
     $stmt->bind_param('ss', $server, $client);
@@ -32,7 +36,11 @@ try {
 
 $reader = null;
 try {
-    $reader = db_connect(getenv('DB_REPLICA_HOST') ?: 'db_slave');
+    $replicaHost = getenv('DB_REPLICA_HOST') ?: 'db_slave';
+    if (!db_available('replica', $replicaHost)) {
+        throw new RuntimeException("replica $replicaHost is out (db-health) or sends no greeting within 150 ms");
+    }
+    $reader = db_connect($replicaHost);
     $result['read_from'] = 'replica';
     $result['replica_gtid'] = $reader->query('SELECT @@gtid_slave_pos')->fetch_row()[0];
     if ($result['primary_gtid'] !== null) {
