@@ -59,18 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", defaultListen, "address to serve the proxy on")
 	upstream := fs.String("upstream", dockerproxy.DefaultUpstream, "the Docker engine's socket")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "docker-proxy: unexpected argument %q (see --help)\n", fs.Arg(0))
-		return exitUsage
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	log := newLogger(stderr)
 	if err := serve(ctx, *listen, *upstream, log); err != nil {
@@ -78,6 +68,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// parse parses args into fs (named after its command): ok when the command should run; else
+// the exit code (--help to stdout: 0; a bad flag or a stray argument: 2).
+func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q (see --help)\n", fs.Name(), fs.Arg(0))
+		return exitUsage, false
+	}
+	return exitOK, true
 }
 
 // serve runs the proxy until ctx ends, then lets running requests finish for a few seconds.
@@ -116,18 +125,8 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("docker-proxy healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", defaultListen, "the proxy's listen address (an unspecified host means loopback)")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "docker-proxy healthcheck: unexpected argument %q (see --help)\n", fs.Arg(0))
-		return exitUsage
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if err := dockerproxy.Check(ctx, *listen); err != nil {
 		fmt.Fprintf(stderr, "docker-proxy healthcheck: %v\n", err)

@@ -314,10 +314,10 @@ type Status struct {
 	Out   []string `json:"out"`   // out of rotation (marked); never all of them
 }
 
-// ServeHTTP answers /healthz (200 once every backend has been probed, for the container's
-// healthcheck) and /status (JSON).
-func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// Status reports what the checker knows now.
+func (c *Checker) Status() Status {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	st := Status{Ready: len(c.probed) == len(c.Backends), Down: []string{}, Out: []string{}}
 	for _, b := range c.Backends {
 		if c.down[b.Name] {
@@ -327,7 +327,13 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			st.Out = append(st.Out, b.Name)
 		}
 	}
-	c.mu.Unlock()
+	return st
+}
+
+// ServeHTTP answers /healthz (200 once every backend has been probed, for the container's
+// healthcheck) and /status (JSON).
+func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := c.Status()
 	switch r.URL.Path {
 	case "/healthz":
 		if !st.Ready {
@@ -341,17 +347,4 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
-}
-
-// Down reports which backends the probes have out of rotation now.
-func (c *Checker) Down() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for _, b := range c.Backends {
-		if c.down[b.Name] {
-			out = append(out, b.Name)
-		}
-	}
-	return out
 }

@@ -122,9 +122,9 @@ func TestNeverTakesTheLastOut(t *testing.T) {
 	eventually(t, dir, "web1.down")
 	w2.state.Store("fail")
 	deadline := time.Now().Add(10 * time.Second)
-	for len(c.Down()) != 2 {
+	for len(c.Status().Down) != 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("down %v, want both", c.Down())
+			t.Fatalf("down %v, want both", c.Status().Down)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -34,15 +34,19 @@ as_nginx() {
 	fi
 }
 
-# install_pair CRT KEY: the pair nginx loads, written by its own user (the key mode 0600).
+# copy_for_nginx SRC DST: SRC's content in DST (mode 0600), written by nginx's own user.
+copy_for_nginx() {
+	# shellcheck disable=SC2016 # the inner script's own $1
+	as_nginx sh -c 'umask 077 && cat >"$1.tmp" && mv -f "$1.tmp" "$1"' sh "$2" <"$1"
+}
+
+# install_pair CRT KEY: the pair nginx loads.
 install_pair() {
 	if [ ! -r "$1" ] || [ ! -r "$2" ]; then
 		die "cannot read $1 and $2: start the container as root (the image's default) or make them readable by $RUN_AS"
 	fi
-	# shellcheck disable=SC2016 # the script's own $1 and $2
-	as_nginx sh -c 'umask 077 && cat >"$1.tmp" && mv -f "$1.tmp" "$1"' sh "$TLS/nginx.crt" <"$1"
-	# shellcheck disable=SC2016
-	as_nginx sh -c 'umask 077 && cat >"$1.tmp" && mv -f "$1.tmp" "$1"' sh "$TLS/nginx.key" <"$2"
+	copy_for_nginx "$1" "$TLS/nginx.crt"
+	copy_for_nginx "$2" "$TLS/nginx.key"
 }
 
 setup_tls() {
