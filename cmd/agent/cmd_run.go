@@ -22,6 +22,7 @@ import (
 	"github.com/hastack/hastack/internal/compose"
 	"github.com/hastack/hastack/internal/config"
 	"github.com/hastack/hastack/internal/docker"
+	"github.com/hastack/hastack/internal/failover"
 	"github.com/hastack/hastack/internal/gitsource"
 	agentsync "github.com/hastack/hastack/internal/sync"
 )
@@ -105,6 +106,25 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		delivery.Run(ctx) // its last round, after ctx ends, is bounded by a few seconds
 	}()
 	metrics := agentsync.NewMetrics(reg)
+	var exclusive func(context.Context) (func(), error)
+	var dbWatch func(context.Context)
+	if cfg.Database.Enabled() {
+		cl, closeCl, err := newCluster(ctx, cfg, engine, log)
+		if err != nil {
+			return fmt.Errorf("database watch: %w", err)
+		}
+		defer closeCl()
+		cl.Notify = events.Event
+		cl.Metrics = failover.NewMetrics(reg)
+		lock := dbLock(cfg)
+		exclusive = lock.Lock
+		dbWatch = func(ctx context.Context) {
+			if err := watchDB(ctx, cfg, engine, cl, log); err != nil {
+				log.Error("database watch stopped", "err", err)
+				events.Event(ctx, "DatabaseWatchFailed", true, nil, err.Error())
+			}
+		}
+	}
 	newStack := func(projectDir string, files []string) agentsync.Stack {
 		return compose.Project{Name: cfg.Compose.Project, Dir: projectDir, Files: files, EnvFile: cfg.Compose.EnvFile, Output: io.Discard}
 	}
@@ -114,6 +134,7 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		HealthTimeout: time.Duration(cfg.Compose.HealthTimeout), PollInterval: time.Duration(cfg.Source.PollInterval),
 		DriftMode: agentsync.DriftMode(cfg.Drift.Mode), DriftGrace: time.Duration(cfg.Drift.GracePeriod),
 		DriftInterval: time.Duration(cfg.Drift.CheckInterval), History: cfg.History,
+		Exclusive: exclusive, ExclusiveServices: cfg.Database.Servers,
 	}, gitAdapter{src}, engine, newStack, agentsync.NewStore(cfg.StateDir), events, metrics, log)
 	if err != nil {
 		return err
@@ -153,6 +174,13 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	go watchEvents(ctx, engine, cfg.Compose.Project, rec, log)
+	dbDone := make(chan struct{})
+	go func() {
+		defer close(dbDone)
+		if dbWatch != nil {
+			dbWatch(ctx)
+		}
+	}()
 	if cfg.Backup.Schedule != "" {
 		sched, err := newBackupScheduler(cfg, engine, events, backup.NewMetrics(reg), log)
 		if err != nil {
@@ -171,6 +199,7 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdown)
+	<-dbDone // a failover in progress finishes its step
 	<-alertsDone
 	log.Info("stopped")
 	return err

@@ -6,6 +6,7 @@
 //	agent sync    ask the running agent to sync now
 //	agent diff    which services a commit would recreate, without applying it
 //	agent backup, backups, restore, drill: the database's backups in S3
+//	agent db      the database pair: status, switchover, failover, watch
 package main
 
 import (
@@ -39,6 +40,7 @@ Usage:
   agent backups [--config FILE] [--json]  list the backups in S3, complete or not
   agent restore [flags] [ID|latest]       verify a backup, then restore it (safety backup first; --dry-run, --target)
   agent drill   [--config FILE] [ID]      restore a backup into a throw-away container and compare it with its manifest
+  agent db     status|switchover|failover|watch  the database pair's roles and failover (agent db --help)
   agent help                              this text
 
 Every command takes --help. Configuration: a YAML file (--config) plus HASTACK_AGENT_*
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRestore(ctx, args[1:], stdout, stderr)
 	case "drill":
 		err = cmdDrill(ctx, args[1:], stdout, stderr)
+	case "db":
+		err = cmdDB(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -63,13 +63,43 @@ type Config struct {
 	Listen    string `yaml:"listen"` // address of /metrics, /healthz, the API and the webhook
 	// MetricsListen is a second address serving /metrics and /healthz only, e.g. the Docker
 	// bridge's gateway address, where the stack's Prometheus scrapes the agent; "" = none.
-	MetricsListen string  `yaml:"metrics_listen"`
-	History       int     `yaml:"history"` // deploys kept in state
-	Webhook       Webhook `yaml:"webhook"`
-	API           API     `yaml:"api"`
-	Backup        Backup  `yaml:"backup"`
-	Alerts        Alerts  `yaml:"alerts"`
+	MetricsListen string   `yaml:"metrics_listen"`
+	History       int      `yaml:"history"` // deploys kept in state
+	Webhook       Webhook  `yaml:"webhook"`
+	API           API      `yaml:"api"`
+	Backup        Backup   `yaml:"backup"`
+	Alerts        Alerts   `yaml:"alerts"`
+	Database      Database `yaml:"database"`
 }
+
+// Database is the watch over the MariaDB pair and its failover (docs/failover.md). It is on
+// when the agent's database password is set (password_file or HASTACK_AGENT_DB_PASSWORD).
+type Database struct {
+	// Failover is what the watch does about a dead primary: auto (promote the replica when no
+	// acknowledged write can be lost), manual (alert only) or off (no watch).
+	Failover string `yaml:"failover"`
+	// Servers are the two Compose services, the initial primary first.
+	Servers []string `yaml:"servers"`
+	// Network is the Compose network (its name in the compose file) where the agent reaches
+	// the servers and the servers reach each other.
+	Network string `yaml:"network"`
+	// User is the agent's own account: replication administration, no data.
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	// ReplUser is the account replicas connect to their primary with.
+	ReplUser         string `yaml:"repl_user"`
+	ReplPasswordFile string `yaml:"repl_password_file"`
+	// RolesService mounts, writable at RolesDir, the volume where the roles file lives (read by
+	// the database containers at their start and by the web servers).
+	RolesService string `yaml:"roles_service"`
+	RolesDir     string `yaml:"roles_dir"`
+
+	Password     string `yaml:"-"` // read at load
+	ReplPassword string `yaml:"-"`
+}
+
+// Enabled tells whether the agent watches the databases.
+func (d Database) Enabled() bool { return d.Password != "" && d.Failover != "off" }
 
 // Alerts is where the agent's own alert events (DeployFailed, BackupFailed, ...) go:
 // Alertmanager's API, and straight to Slack and e-mail while Alertmanager cannot be reached.
@@ -256,6 +286,10 @@ func Default() Config {
 			S3:        S3{Region: "us-east-1", Prefix: "hastack/"},
 			Retention: Retention{KeepLast: 7, Daily: 7, Weekly: 4, Monthly: 6},
 		},
+		Database: Database{
+			Failover: "auto", Servers: []string{"db_master", "db_slave"}, Network: "data",
+			User: "agent", ReplUser: "repl", RolesService: "db-health", RolesDir: "/var/lib/hastack-lb",
+		},
 		Alerts: Alerts{
 			AlertmanagerURL: "http://127.0.0.1:9093",
 			ResendInterval:  Duration(time.Minute),
@@ -292,6 +326,13 @@ func (c Config) Redacted() Config {
 	}
 	if r.Alerts.Email.Password != "" {
 		r.Alerts.Email.Password = redactedValue
+	}
+	r.Database.Servers = append([]string(nil), c.Database.Servers...)
+	if r.Database.Password != "" {
+		r.Database.Password = redactedValue
+	}
+	if r.Database.ReplPassword != "" {
+		r.Database.ReplPassword = redactedValue
 	}
 	if u, err := url.Parse(c.Source.URL); err == nil && u.User != nil {
 		if _, ok := u.User.Password(); ok {

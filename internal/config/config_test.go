@@ -131,6 +131,7 @@ func TestLoad(t *testing.T) {
 				API:      API{TokenFile: "/run/secrets/api_token", Token: "api-token"},
 				Backup:   Default().Backup,
 				Alerts:   Default().Alerts,
+				Database: Default().Database,
 			},
 		},
 		{

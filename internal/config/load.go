@@ -263,6 +263,10 @@ var secrets = []struct {
 		func(c *Config) *string { return &c.Alerts.Slack.WebhookURLFile }, func(c *Config) *string { return &c.Alerts.Slack.WebhookURL }},
 	{"HASTACK_AGENT_SMTP_PASSWORD", "alerts.email.password_file",
 		func(c *Config) *string { return &c.Alerts.Email.PasswordFile }, func(c *Config) *string { return &c.Alerts.Email.Password }},
+	{"HASTACK_AGENT_DB_PASSWORD", "database.password_file",
+		func(c *Config) *string { return &c.Database.PasswordFile }, func(c *Config) *string { return &c.Database.Password }},
+	{"HASTACK_AGENT_DB_REPL_PASSWORD", "database.repl_password_file",
+		func(c *Config) *string { return &c.Database.ReplPasswordFile }, func(c *Config) *string { return &c.Database.ReplPassword }},
 }
 
 func readSecrets(c *Config, env func(string) string, readFile func(string) ([]byte, error)) error {

@@ -128,6 +128,9 @@ func (c Config) Validate() error {
 	if c.History < MinHistory || c.History > MaxHistory {
 		bad("history", "%d is outside %d..%d", c.History, MinHistory, MaxHistory)
 	}
+	for _, fe := range c.Database.validate() {
+		errs = append(errs, fe)
+	}
 	for _, fe := range c.Alerts.validate() {
 		errs = append(errs, fe)
 	}
@@ -341,3 +344,35 @@ func isLoopback(addr string) (bool, error) {
 }
 
 func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// validate checks the database section.
+func (d Database) validate() []*FieldError {
+	var errs []*FieldError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+	switch d.Failover {
+	case "auto", "manual", "off":
+	default:
+		bad("database.failover", "%q is not one of auto, manual, off", d.Failover)
+	}
+	if !d.Enabled() {
+		return errs
+	}
+	if len(d.Servers) != 2 || d.Servers[0] == d.Servers[1] || d.Servers[0] == "" || d.Servers[1] == "" {
+		bad("database.servers", "want two different Compose services (primary first), got %q", d.Servers)
+	}
+	for field, v := range map[string]string{"database.network": d.Network, "database.user": d.User,
+		"database.repl_user": d.ReplUser, "database.roles_service": d.RolesService} {
+		if v == "" {
+			bad(field, "required when the database watch is on (database.password_file set)")
+		}
+	}
+	if d.ReplPassword == "" {
+		bad("database.repl_password_file", "required when the database watch is on: the replicas' password (stack/secrets/db/repl_password), or HASTACK_AGENT_DB_REPL_PASSWORD(_FILE)")
+	}
+	if !strings.HasPrefix(d.RolesDir, "/") {
+		bad("database.roles_dir", "%q is not an absolute path in %s", d.RolesDir, d.RolesService)
+	}
+	return errs
+}

@@ -65,7 +65,14 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 	}
 	for _, s := range due {
 		r.log.Info("drift: restoring service", "service", s)
-		if err := stack.Up(ctx, s); err != nil {
+		unlock, err := r.exclusive(ctx, []string{s})
+		if err != nil {
+			r.log.Error("drift: restore postponed", "service", s, "err", err)
+			continue
+		}
+		err = stack.Up(ctx, s)
+		unlock()
+		if err != nil {
 			r.log.Error("drift: restore failed", "service", s, "err", err)
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	gosync "sync"
 	"time"
@@ -81,6 +82,20 @@ type Options struct {
 	DriftGrace    time.Duration
 	DriftInterval time.Duration
 	History       int
+	// Exclusive, when set, is taken around changes to the ExclusiveServices (the databases),
+	// from `compose up` until they are ready: the database watch does not take a deploy's
+	// restart of a server for its death.
+	Exclusive         func(ctx context.Context) (unlock func(), err error)
+	ExclusiveServices []string
+}
+
+// exclusive takes Options.Exclusive when services include one of ExclusiveServices; the
+// returned func releases it (a no-op otherwise).
+func (r *Reconciler) exclusive(ctx context.Context, services []string) (func(), error) {
+	if r.opts.Exclusive == nil || !slices.ContainsFunc(services, func(s string) bool { return slices.Contains(r.opts.ExclusiveServices, s) }) {
+		return func() {}, nil
+	}
+	return r.opts.Exclusive(ctx)
 }
 
 // Reconciler runs deploys and drift correction. Its methods are safe for concurrent use.
@@ -377,12 +392,19 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack) (plan Plan, 
 	}
 	for _, step := range plan.Steps {
 		touched = true
+		unlock, err := r.exclusive(ctx, step)
+		if err != nil {
+			return plan, false, err
+		}
 		if err := stack.Up(ctx, step...); err != nil {
+			unlock()
 			return plan, true, fmt.Errorf("up %s: %w", strings.Join(step, " "), err)
 		}
 		// Each step healthy before the next: a rolling member before its sibling goes, the
 		// base services before what depends on them.
-		if err := r.waitReady(ctx, step); err != nil {
+		err = r.waitReady(ctx, step)
+		unlock()
+		if err != nil {
 			return plan, true, err
 		}
 	}

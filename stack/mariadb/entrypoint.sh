@@ -10,13 +10,24 @@
 # and both servers' GTID histories start clean. A data directory without the completion marker was
 # left by an interrupted first start and is initialised again.
 #
-# Environment: DB_ROLE (primary|replica), DB_SERVER_ID, DB_PRIMARY_HOST (replica only).
-# Secrets (files, mode 0600): /run/secrets/{root,app,repl,exporter}_password.
+# Which server is the primary is decided by the agent's roles file when there is one
+# ($DB_ROLES_DIR/primary, the primary's address, written at each failover and switchover): a
+# server it does not name starts read-only, as a replica of the one it names, whoever starts it
+# (fencing: an old primary never takes a write again). Without the file, DB_ROLE decides.
+#
+# Environment: DB_ROLE (primary|replica, the initial role), DB_SERVER_ID, DB_PRIMARY_HOST (the
+# initial primary's address), DB_ADDRESS (this server's), DB_ROLES_DIR, DB_AGENT_HOST (where the
+# agent connects from: its account's host).
+# Secrets (files, mode 0600): /run/secrets/{root,app,repl,exporter}_password; agent_password
+# (optional: without it the agent has no account and cannot fail over).
 set -euo pipefail
 
 ROLE=${DB_ROLE:?DB_ROLE must be primary or replica}
 SERVER_ID=${DB_SERVER_ID:?DB_SERVER_ID must be set}
 PRIMARY=${DB_PRIMARY_HOST:-db_master}
+ADDRESS=${DB_ADDRESS:-}
+ROLES_DIR=${DB_ROLES_DIR:-/var/lib/hastack-db}
+AGENT_HOST=${DB_AGENT_HOST:-}
 DATADIR=/var/lib/mysql
 MARKER=$DATADIR/.hastack-initialized
 # Grants narrowed after first release (repl and exporter had SELECT ON *.*, mysql.* included):
@@ -35,10 +46,32 @@ secret() {
 
 case "$ROLE" in primary | replica) ;; *) die "DB_ROLE=$ROLE: want primary or replica" ;; esac
 
+# The roles file, when there is one, overrides DB_ROLE. The agent writes it in place: an empty
+# read is a write in progress, read again.
+if [ -n "$ADDRESS" ] && [ -f "$ROLES_DIR/primary" ]; then
+	named=""
+	for _ in 1 2 3 4 5; do
+		named=$(tr -d '[:space:]' <"$ROLES_DIR/primary")
+		[ -z "$named" ] || break
+		sleep 0.2
+	done
+	if [ -n "$named" ]; then
+		if [ "$named" = "$ADDRESS" ]; then
+			ROLE=primary
+		else
+			ROLE=replica
+			PRIMARY=$named
+		fi
+		log "the roles file names $named the primary: starting as $ROLE"
+	fi
+fi
+
 ROOT_PW=$(secret root_password)
 APP_PW=$(secret app_password)
 REPL_PW=$(secret repl_password)
 EXPORTER_PW=$(secret exporter_password)
+AGENT_PW=""
+[ ! -s /run/secrets/agent_password ] || AGENT_PW=$(cat /run/secrets/agent_password)
 
 # The image runs as mysql; started as root (an override), the server still drops to mysql.
 as_mysql=()
@@ -77,6 +110,19 @@ users_sql() {
 		GRANT SELECT ON performance_schema.* TO 'exporter'@'%';
 		-- the container healthcheck: liveness and replication state only
 		GRANT SLAVE MONITOR ON *.* TO 'healthcheck'@'localhost';
+		FLUSH PRIVILEGES;
+	EOF
+}
+
+# agent_sql creates or updates the agent's account: replication administration (read_only,
+# CHANGE MASTER, START/STOP SLAVE, RESET SLAVE ALL needs RELOAD, the semi-sync switch) and the
+# replication state; no table data. Not replicated: each server has its own.
+agent_sql() {
+	cat <<-EOF
+		SET sql_log_bin = 0;
+		CREATE USER IF NOT EXISTS 'agent'@'$(sql_quote "$AGENT_HOST")' IDENTIFIED BY '$(sql_quote "$AGENT_PW")';
+		ALTER USER 'agent'@'$(sql_quote "$AGENT_HOST")' IDENTIFIED BY '$(sql_quote "$AGENT_PW")';
+		GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR, BINLOG MONITOR, RELOAD ON *.* TO 'agent'@'$(sql_quote "$AGENT_HOST")';
 		FLUSH PRIVILEGES;
 	EOF
 }
@@ -182,5 +228,18 @@ elif [ ! -f "$GRANTS_MARKER" ]; then
 	narrow_grants_sql | MYSQL_PWD=$ROOT_PW mariadb --socket="$SOCK" -uroot
 	stop_temp_server
 	touch "$GRANTS_MARKER"
+fi
+
+# The agent's account, made or updated when its host or password changed (the marker holds a
+# digest of both).
+if [ -n "$AGENT_PW" ] && [ -n "$AGENT_HOST" ]; then
+	agent_digest=$(printf '%s\n%s' "$AGENT_HOST" "$AGENT_PW" | sha256sum | cut -d' ' -f1)
+	if [ "$(cat "$DATADIR/.hastack-agent-account" 2>/dev/null)" != "$agent_digest" ]; then
+		log "creating the agent's account for $AGENT_HOST"
+		start_temp_server
+		agent_sql | MYSQL_PWD=$ROOT_PW mariadb --socket="$SOCK" -uroot
+		stop_temp_server
+		(umask 077 && printf '%s\n' "$agent_digest" >"$DATADIR/.hastack-agent-account")
+	fi
 fi
 exec mariadbd "${args[@]}"

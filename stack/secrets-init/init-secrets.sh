@@ -2,7 +2,7 @@
 # Generates the stack's secrets into /secrets (the host's stack/secrets/, git-ignored) on first
 # start and keeps them on later starts. Each consumer gets a directory holding only what it needs,
 # owned by the user it runs as, mode 0700 (directory) / 0400 (files):
-#   db/              root, app, repl and exporter passwords (MariaDB, mysql = uid 100)
+#   db/              root, app, repl, exporter and agent passwords (MariaDB, mysql = uid 100)
 #   web/             the app user's password (PHP, www-data = uid 33)
 #   mysql_exporter/  my.cnf for the exporter user (nobody = uid 65534)
 #   grafana/         Grafana's admin password (the official image's uid 472)
@@ -55,7 +55,7 @@ dir 33 web
 dir 65534 mysql_exporter
 dir 472 grafana
 dir 10001 objectstore
-for name in root app repl exporter; do gen 100 "$S/db/${name}_password"; done
+for name in root app repl exporter agent; do gen 100 "$S/db/${name}_password"; done
 gen 472 "$S/grafana/admin_password"
 gen 10001 "$S/objectstore/secret_key"
 put 33 "$S/web/db_app_password" <"$S/db/app_password"

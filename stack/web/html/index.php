@@ -17,28 +17,32 @@ $fail = function (string $part, Throwable $e) use (&$result) {
     $result['errors'][] = "$part: unavailable";
 };
 
-try {
-    $primaryHost = getenv('DB_PRIMARY_HOST') ?: 'db_master';
-    if (db_marked_down('primary')) {
-        throw new RuntimeException("primary $primaryHost is out (db-health)");
+// ?write=0 only reads (no visit recorded): a reader's view, for availability measurements.
+$write = ($_GET['write'] ?? '1') !== '0';
+[$primaryHost, $replicaHost] = db_roles();
+$primary = null;
+if ($write) {
+    try {
+        $client = substr($_SERVER['REMOTE_ADDR'] ?? '', 0, 64);
+        [$primary, $primaryHost] = db_write(function (mysqli $db) use ($server, $client, &$result) {
+            $stmt = $db->prepare('INSERT INTO visits (server, client) VALUES (?, ?)');
+            $stmt->bind_param('ss', $server, $client);
+            $stmt->execute();
+            $result['visit_id'] = $db->insert_id;
+        });
+        $result['primary_gtid'] = $primary->query('SELECT @@gtid_binlog_pos')->fetch_row()[0];
+    } catch (Throwable $e) {
+        $status = 503;
+        $fail('primary', $e);
     }
-    $primary = db_connect($primaryHost);
-    $stmt = $primary->prepare('INSERT INTO visits (server, client) VALUES (?, ?)');
-    $client = substr($_SERVER['REMOTE_ADDR'] ?? '', 0, 64);
-    $stmt->bind_param('ss', $server, $client);
-    $stmt->execute();
-    $result['visit_id'] = $primary->insert_id;
-    $result['primary_gtid'] = $primary->query('SELECT @@gtid_binlog_pos')->fetch_row()[0];
-} catch (Throwable $e) {
-    $status = 503;
-    $fail('primary', $e);
 }
 
+// Reads go to the replica unless it is out (marked by db-health, quarantined, or silent for
+// 150 ms), then to the primary.
 $reader = null;
 try {
-    $replicaHost = getenv('DB_REPLICA_HOST') ?: 'db_slave';
-    if (!db_available('replica', $replicaHost)) {
-        throw new RuntimeException("replica $replicaHost is out (db-health) or sends no greeting within 150 ms");
+    if (!db_available($replicaHost)) {
+        throw new RuntimeException("replica $replicaHost is out (db-health, quarantined) or sends no greeting within 150 ms");
     }
     $reader = db_connect($replicaHost);
     $result['read_from'] = 'replica';
@@ -48,7 +52,14 @@ try {
     }
 } catch (Throwable $e) {
     $fail('replica', $e);
-    $reader = $primary ?? null;
+    $reader = $primary;
+    if ($reader === null && !db_marked_down($primaryHost)) {
+        try {
+            $reader = db_connect($primaryHost);
+        } catch (Throwable $e) {
+            $fail('primary', $e);
+        }
+    }
     $result['read_from'] = $reader ? 'primary' : null;
 }
 if ($reader) {
@@ -56,7 +67,11 @@ if ($reader) {
         $result['visits'] = (int) $reader->query('SELECT COUNT(*) FROM visits')->fetch_row()[0];
     } catch (Throwable $e) {
         $fail('read', $e);
+        $result['visits'] = null;
     }
+}
+if (!$write && $result['visits'] === null) {
+    $status = 503;
 }
 
 http_response_code($status);

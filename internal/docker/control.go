@@ -1,0 +1,142 @@
+package docker
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+)
+
+// The few container operations a database failover needs: fencing (kill, start), the servers'
+// addresses, and the roles file written into a volume through a container that mounts it.
+
+// Running reports whether the named container runs and is not paused (a frozen process answers
+// nothing).
+func (c *Client) Running(ctx context.Context, name string) (bool, error) {
+	in, err := c.api.ContainerInspect(ctx, name)
+	if client.IsErrNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect %s: %w", name, err)
+	}
+	return in.State != nil && in.State.Running && !in.State.Paused, nil
+}
+
+// Kill sends SIGKILL to the container, paused or not, and waits until it has stopped (at most
+// 10 s). A container that is not running is not an error.
+func (c *Client) Kill(ctx context.Context, name string) error {
+	in, err := c.api.ContainerInspect(ctx, name)
+	if client.IsErrNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect %s: %w", name, err)
+	}
+	if in.State == nil || !in.State.Running {
+		return nil
+	}
+	if err := c.api.ContainerKill(ctx, name, "KILL"); err != nil {
+		return fmt.Errorf("kill %s: %w", name, err)
+	}
+	if in.State.Paused {
+		// A frozen process takes its SIGKILL when thawed.
+		if err := c.api.ContainerUnpause(ctx, name); err != nil {
+			return fmt.Errorf("unpause %s after SIGKILL: %w", name, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		running, err := c.Running(ctx, name)
+		if err == nil && !running {
+			if in, err := c.api.ContainerInspect(ctx, name); err == nil && in.State != nil && !in.State.Running {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kill %s: still running after SIGKILL: %w", name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Start starts a stopped container.
+func (c *Client) Start(ctx context.Context, name string) error {
+	if err := c.api.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	return nil
+}
+
+// IPOn returns the container's IPv4 address on the named network ("" when not attached).
+func (c *Client) IPOn(ctx context.Context, name, network string) (string, error) {
+	in, err := c.api.ContainerInspect(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("inspect %s: %w", name, err)
+	}
+	if in.NetworkSettings == nil {
+		return "", nil
+	}
+	ep := in.NetworkSettings.Networks[network]
+	if ep == nil {
+		return "", nil
+	}
+	if ep.IPAMConfig != nil && ep.IPAMConfig.IPv4Address != "" {
+		return ep.IPAMConfig.IPv4Address, nil // the fixed address, also while stopped
+	}
+	return ep.IPAddress, nil
+}
+
+// WriteFile writes data as the file dir/name (mode 0644, owner 0) in the running container
+// through the engine's archive API: dir may be in a volume of a container whose root file system
+// is read-only.
+func (c *Client) WriteFile(ctx context.Context, containerName, dir, name string, data []byte) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := c.api.CopyToContainer(ctx, containerName, dir, &buf, container.CopyToContainerOptions{}); err != nil {
+		return fmt.Errorf("write %s in %s: %w", path.Join(dir, name), containerName, err)
+	}
+	return nil
+}
+
+// ErrNoFile is returned by ReadFile for a file that does not exist.
+var ErrNoFile = errors.New("no such file")
+
+// ReadFile reads a regular file of at most 64 KiB from the container.
+func (c *Client) ReadFile(ctx context.Context, containerName, file string) ([]byte, error) {
+	rc, _, err := c.api.CopyFromContainer(ctx, containerName, file)
+	if client.IsErrNotFound(err) {
+		return nil, fmt.Errorf("read %s in %s: %w", file, containerName, ErrNoFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s in %s: %w", file, containerName, err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	h, err := tr.Next()
+	if err != nil {
+		return nil, fmt.Errorf("read %s in %s: %w", file, containerName, err)
+	}
+	if h.Typeflag != tar.TypeReg {
+		return nil, fmt.Errorf("read %s in %s: not a regular file", file, containerName)
+	}
+	return io.ReadAll(io.LimitReader(tr, 64<<10))
+}

@@ -1,0 +1,471 @@
+// Package failover keeps one writable MariaDB server in a primary/replica pair: it watches both,
+// promotes the replica when the primary is dead (only when no acknowledged write can be lost),
+// fences the old primary so that it never takes a write again, brings it back as a replica or
+// quarantines it when its history diverged, and switches the roles over on request.
+//
+// The current primary is named in a roles file (Roles) that the database containers read when
+// they start, so a server the file does not name always starts read-only, whoever starts it.
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hastack/hastack/internal/mariadb"
+)
+
+// Mode is what the watch does about a dead primary.
+type Mode string
+
+// The modes: promote the replica when it is safe, only alert, or not watch at all.
+const (
+	ModeAuto   Mode = "auto"
+	ModeManual Mode = "manual"
+	ModeOff    Mode = "off"
+)
+
+// DB is one server's administration (mariadb.Server).
+type DB interface {
+	Status(ctx context.Context) (mariadb.Status, error)
+	SetReadOnly(ctx context.Context, on bool) error
+	Promote(ctx context.Context, applyTimeout time.Duration) error
+	ReplicateFrom(ctx context.Context, primary, user, password string) error
+	StopReplication(ctx context.Context) error
+	WaitApplied(ctx context.Context, pos mariadb.GTIDList, timeout time.Duration) error
+}
+
+// Engine is the container runtime (docker.Client).
+type Engine interface {
+	Running(ctx context.Context, container string) (bool, error)
+	Kill(ctx context.Context, container string) error
+	Start(ctx context.Context, container string) error
+}
+
+// Node is one database server: its Compose service, container, address and administration.
+type Node struct {
+	Service, Container, Addr string
+	DB                       DB
+}
+
+// Notify posts or resolves an alert event (alerts.Logger.Event).
+type Notify func(ctx context.Context, name string, firing bool, labels map[string]string, description string)
+
+// Cluster is the pair of servers and what the watch remembers between rounds.
+type Cluster struct {
+	Nodes        [2]*Node
+	Engine       Engine
+	Roles        Roles
+	Notify       Notify
+	Log          *slog.Logger
+	ReplUser     string // the account replicas connect with
+	ReplPassword string
+	Mode         Mode
+	// FailAfter failed probes in a row make the primary dead (1 when its container is not
+	// running or died).
+	FailAfter    int
+	ApplyTimeout time.Duration // how long a promoted replica may take to apply its relay log
+	// Observations keeps the last view of the primary for `agent db failover` run elsewhere.
+	Observations *FileObservations
+	Metrics      *Metrics
+
+	mu          sync.Mutex
+	fails       int
+	died        map[string]bool // containers Docker reported dead since the last round
+	last        Observation     // the primary's last answer, for the RPO check
+	refused     bool            // FailoverRefused is firing
+	lastRejoin  map[string]time.Time
+	lastReport  Report
+	lastPrimary string
+}
+
+// Observation is what the primary said when it last answered, and what the replica had received.
+type Observation struct {
+	Primary    string           `json:"primary"` // address
+	At         time.Time        `json:"at"`
+	BinlogPos  mariadb.GTIDList `json:"-"`
+	BinlogText string           `json:"binlog_pos"`
+	SemiSyncOn bool             `json:"semi_sync_on"`
+}
+
+// ErrNotSafe is returned when a promotion could lose acknowledged writes (use force).
+var ErrNotSafe = errors.New("promotion could lose acknowledged writes")
+
+func (c *Cluster) log() *slog.Logger {
+	if c.Log == nil {
+		return slog.Default()
+	}
+	return c.Log
+}
+
+func (c *Cluster) notify(ctx context.Context, name string, firing bool, labels map[string]string, desc string) {
+	if c.Notify != nil {
+		c.Notify(ctx, name, firing, labels, desc)
+	}
+}
+
+// Died tells the watch that Docker reported the container's death: a dead primary is then
+// failed over at the next round without waiting for a second failed probe.
+func (c *Cluster) Died(container string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.died == nil {
+		c.died = map[string]bool{}
+	}
+	c.died[container] = true
+}
+
+// roles returns the primary and the other node, as the roles file names them.
+func (c *Cluster) roles(ctx context.Context) (primary, other *Node, rf RolesFile, err error) {
+	rf, err = c.Roles.Read(ctx)
+	if err != nil {
+		return nil, nil, rf, fmt.Errorf("read the roles: %w", err)
+	}
+	switch rf.Primary {
+	case c.Nodes[0].Addr, "":
+		return c.Nodes[0], c.Nodes[1], rf, nil
+	case c.Nodes[1].Addr:
+		return c.Nodes[1], c.Nodes[0], rf, nil
+	}
+	return nil, nil, rf, fmt.Errorf("the roles file names %s, which is neither %s nor %s", rf.Primary, c.Nodes[0].Addr, c.Nodes[1].Addr)
+}
+
+type probe struct {
+	st  mariadb.Status
+	err error
+}
+
+// probeBoth asks both servers at once, each for at most timeout.
+func probeBoth(ctx context.Context, a, b *Node, timeout time.Duration) (pa, pb probe) {
+	var wg sync.WaitGroup
+	for _, x := range []struct {
+		n *Node
+		p *probe
+	}{{a, &pa}, {b, &pb}} {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			x.p.st, x.p.err = x.n.DB.Status(ctx)
+		})
+	}
+	wg.Wait()
+	return pa, pb
+}
+
+// Round is one look at both servers and what follows from it: nothing, a rejoin, a repair or
+// a failover. The caller holds the database lock.
+func (c *Cluster) Round(ctx context.Context) error {
+	p, r, rf, err := c.roles(ctx)
+	if err != nil {
+		return err
+	}
+	pp, rp := probeBoth(ctx, p, r, time.Second)
+	c.report(p, r, rf, pp, rp)
+	c.mu.Lock()
+	died := c.died[p.Container]
+	c.died = nil
+	c.mu.Unlock()
+
+	if pp.err == nil || (mariadb.Answered(pp.err) && !died) {
+		c.fails = 0
+		if pp.err != nil {
+			return nil // alive, but something is wrong: not a failover
+		}
+		if pp.st.ReadOnly {
+			return c.repairReadOnlyPrimary(ctx, p, r, rf, pp.st, rp)
+		}
+		c.observe(p, pp.st)
+		if rp.err == nil {
+			return c.tendReplica(ctx, p, r, rf, pp.st, rp.st)
+		}
+		return nil
+	}
+	c.fails++
+	dead := died || c.fails >= c.failAfter()
+	if !dead {
+		if running, err := c.Engine.Running(ctx, p.Container); err == nil && !running {
+			dead = true
+		}
+	}
+	c.log().Warn("database: the primary does not answer", "primary", p.Container, "addr", p.Addr, "failed_probes", c.fails, "error", pp.err, "dead", dead)
+	if !dead {
+		return nil
+	}
+	switch c.Mode {
+	case ModeAuto:
+		err := c.failover(ctx, p, r, rf, false)
+		if errors.Is(err, ErrNotSafe) {
+			return nil // refused and alerted; the operator decides
+		}
+		return err
+	case ModeManual:
+		c.refuse(ctx, p, r, "failover is manual (database.failover: manual)")
+	}
+	return nil
+}
+
+func (c *Cluster) failAfter() int { return max(c.FailAfter, 1) }
+
+// observe remembers the primary's answer for the RPO check.
+func (c *Cluster) observe(p *Node, st mariadb.Status) {
+	c.mu.Lock()
+	c.last = Observation{Primary: p.Addr, At: time.Now(), BinlogPos: st.BinlogPos, BinlogText: st.BinlogPos.String(), SemiSyncOn: st.SemiSyncOn}
+	obs := c.last
+	c.mu.Unlock()
+	if c.Observations != nil {
+		if err := c.Observations.Save(obs); err != nil {
+			c.log().Warn("database: cannot save the observation", "error", err)
+		}
+	}
+}
+
+// lastObservation is the watch's own, or the saved one when this process has none.
+func (c *Cluster) lastObservation(p *Node) (Observation, bool) {
+	c.mu.Lock()
+	obs := c.last
+	c.mu.Unlock()
+	if obs.Primary != p.Addr && c.Observations != nil {
+		if saved, err := c.Observations.Load(); err == nil {
+			obs = saved
+		}
+	}
+	return obs, obs.Primary == p.Addr && !obs.At.IsZero()
+}
+
+// Failover promotes the replica now (`agent db failover`): only when the primary does not
+// answer, and, unless force, only when the replica has every acknowledged write.
+func (c *Cluster) Failover(ctx context.Context, force bool) error {
+	p, r, rf, err := c.roles(ctx)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, perr := p.DB.Status(pctx)
+	cancel()
+	if perr == nil || mariadb.Answered(perr) {
+		return fmt.Errorf("the primary %s (%s) answers: use `agent db switchover` for a planned change", p.Container, p.Addr)
+	}
+	return c.failover(ctx, p, r, rf, force)
+}
+
+// failover fences the dead primary p and promotes r.
+func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force bool) error {
+	if rf.IsQuarantined(r.Addr) {
+		c.refuse(ctx, p, r, r.Container+" is quarantined (its history diverged): it cannot be promoted")
+		return ErrNotSafe
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	rs, err := r.DB.Status(sctx)
+	cancel()
+	if err != nil {
+		c.refuse(ctx, p, r, fmt.Sprintf("the replica %s does not answer either: %v", r.Container, err))
+		return fmt.Errorf("%w: the replica does not answer: %v", ErrNotSafe, err)
+	}
+	if !force {
+		if reason := c.unsafe(p, rs); reason != "" {
+			c.refuse(ctx, p, r, reason)
+			return fmt.Errorf("%w: %s", ErrNotSafe, reason)
+		}
+	}
+	start := time.Now()
+	log := c.log().With("old_primary", p.Container, "new_primary", r.Container)
+	log.Warn("database: failing over", "force", force)
+
+	// Fence: first the roles file, so that the old primary starts read-only whoever restarts
+	// it; then stop it. Only then may the replica accept writes.
+	old := rf
+	rf.Primary = r.Addr
+	if err := c.Roles.Write(ctx, rf); err != nil {
+		return fmt.Errorf("failover: name %s the primary: %w (nothing changed)", r.Container, err)
+	}
+	if err := c.Engine.Kill(ctx, p.Container); err != nil {
+		if werr := c.Roles.Write(context.WithoutCancel(ctx), old); werr != nil {
+			log.Error("database: cannot restore the roles file", "error", werr)
+		}
+		c.refuse(ctx, p, r, fmt.Sprintf("the old primary %s could not be stopped (fencing): %v", p.Container, err))
+		return fmt.Errorf("failover: fence %s: %w (nothing promoted)", p.Container, err)
+	}
+	if err := r.DB.Promote(ctx, c.applyTimeout()); err != nil {
+		// The roles file already names r: the next round tries the promotion again, and the
+		// old primary stays down meanwhile.
+		return fmt.Errorf("failover: promote %s: %w", r.Container, err)
+	}
+	took := time.Since(start)
+	c.mu.Lock()
+	c.fails = 0
+	c.refused = false
+	c.last = Observation{}
+	c.mu.Unlock()
+	if c.Metrics != nil {
+		c.Metrics.primaryChanges.Inc()
+	}
+	log.Warn("database: failed over", "took", took.Round(time.Millisecond))
+	labels := map[string]string{"old_primary": p.Container, "new_primary": r.Container}
+	c.notify(ctx, "FailoverRefused", false, map[string]string{"primary": p.Container}, "")
+	c.notify(ctx, "DatabaseFailover", true, labels, fmt.Sprintf(
+		"%s did not answer; %s is the primary now (promoted in %s, fenced: %s was stopped and starts read-only). "+
+			"%s rejoins as its replica by itself when it is back. Switch back with `agent db switchover` once `agent db status` shows it replicating.",
+		p.Container, r.Container, took.Round(time.Millisecond), p.Container, p.Container))
+	// Start the old primary again: it comes up read-only and the watch makes it a replica.
+	go func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := c.Engine.Start(sctx, p.Container); err != nil {
+			log.Warn("database: the old primary did not start again", "error", err)
+		}
+	}()
+	return nil
+}
+
+func (c *Cluster) applyTimeout() time.Duration {
+	if c.ApplyTimeout > 0 {
+		return c.ApplyTimeout
+	}
+	return 30 * time.Second
+}
+
+// unsafe says why promoting r could lose a write the dead primary p acknowledged ("" = safe):
+// semi-synchronous replication was off when p last answered, or r had not received all p had
+// logged then.
+func (c *Cluster) unsafe(p *Node, rs mariadb.Status) string {
+	obs, ok := c.lastObservation(p)
+	switch {
+	case !ok:
+		return "no observation of the primary (the watch has not seen it answer)"
+	case !obs.SemiSyncOn:
+		return fmt.Sprintf("semi-synchronous replication was off when %s last answered (%s): commits were not waiting for the replica", p.Container, obs.At.Format(time.RFC3339))
+	case rs.Replica == nil:
+		return "the replica has no replication state"
+	}
+	if behind := rs.Replica.IOPos.Behind(obs.BinlogPos); len(behind) > 0 {
+		return fmt.Sprintf("the replica had not received %s (the primary's last position)", behind)
+	}
+	return ""
+}
+
+// refuse alerts once that the dead primary is not replaced automatically.
+func (c *Cluster) refuse(ctx context.Context, p, r *Node, reason string) {
+	c.log().Error("database: no automatic failover", "primary", p.Container, "reason", reason)
+	c.mu.Lock()
+	already := c.refused
+	c.refused = true
+	c.mu.Unlock()
+	if already {
+		return
+	}
+	c.notify(ctx, "FailoverRefused", true, map[string]string{"primary": p.Container}, fmt.Sprintf(
+		"The primary %s does not answer and %s was not promoted: %s. Check `agent db status`; "+
+			"once you accept the risk, `agent db failover --force` promotes %s.", p.Container, r.Container, reason, r.Container))
+}
+
+// tendReplica keeps the other server a read-only replica of the primary: it makes a writable
+// one read-only, points one that does not replicate at the primary, quarantines one whose history
+// diverged, and releases one that replicates again (re-seeded).
+func (c *Cluster) tendReplica(ctx context.Context, p, r *Node, rf RolesFile, ps, rs mariadb.Status) error {
+	log := c.log().With("server", r.Container)
+	if !rs.ReadOnly {
+		log.Warn("database: a second writable server: making it read-only", "primary", p.Container)
+		if err := r.DB.SetReadOnly(ctx, true); err != nil {
+			return fmt.Errorf("fence %s read-only: %w", r.Container, err)
+		}
+	}
+	if c.refused {
+		c.mu.Lock()
+		c.refused = false
+		c.mu.Unlock()
+		c.notify(ctx, "FailoverRefused", false, map[string]string{"primary": p.Container}, "")
+	}
+	if rs.Replica.Replicating(p.Addr) {
+		if rf.IsQuarantined(r.Addr) {
+			rf.Quarantined = without(rf.Quarantined, r.Addr)
+			if err := c.Roles.Write(ctx, rf); err != nil {
+				return err
+			}
+			log.Info("database: the quarantined server replicates again: released")
+			c.notify(ctx, "DatabaseQuarantined", false, map[string]string{"server": r.Container}, "")
+		}
+		return nil
+	}
+	if rf.IsQuarantined(r.Addr) {
+		return nil
+	}
+	if rs.Replica != nil && rs.Replica.MasterHost == p.Addr && rs.Replica.IORunning == "Connecting" && rs.Replica.LastIOErrno != 1236 {
+		return nil // (re)connecting on its own
+	}
+	diverged := rs.CurrentPos.NotIn(ps.BinlogState)
+	if rs.Replica != nil && rs.Replica.MasterHost == p.Addr && rs.Replica.LastIOErrno == 1236 && len(diverged) == 0 {
+		diverged = rs.CurrentPos // the primary itself says the position is not in its binlog
+	}
+	if len(diverged) > 0 {
+		log.Error("database: history diverged from the primary's: quarantined", "not_on_primary", diverged.String())
+		if err := r.DB.StopReplication(ctx); err != nil {
+			log.Warn("database: cannot stop the quarantined server's replication", "error", err)
+		}
+		rf.Quarantined = append(without(rf.Quarantined, r.Addr), r.Addr)
+		if err := c.Roles.Write(ctx, rf); err != nil {
+			return err
+		}
+		c.notify(ctx, "DatabaseQuarantined", true, map[string]string{"server": r.Container}, fmt.Sprintf(
+			"%s has transactions the primary %s never received (%s): it is read-only, not replicated and not read from. "+
+				"Re-seed it from the primary: `docker compose stop %s && docker compose rm -f %s && docker volume rm <project>_%s_data && docker compose up -d %s` (docs/failover.md).",
+			r.Container, p.Container, diverged, r.Service, r.Service, r.Service, r.Service))
+		return nil
+	}
+	c.mu.Lock()
+	if c.lastRejoin == nil {
+		c.lastRejoin = map[string]time.Time{}
+	}
+	recent := time.Since(c.lastRejoin[r.Addr]) < 10*time.Second
+	if !recent {
+		c.lastRejoin[r.Addr] = time.Now()
+	}
+	c.mu.Unlock()
+	if recent {
+		return nil
+	}
+	log.Info("database: making it a replica of the primary", "primary", p.Container, "from", rs.CurrentPos.String())
+	if err := r.DB.ReplicateFrom(ctx, p.Addr, c.ReplUser, c.ReplPassword); err != nil {
+		return fmt.Errorf("make %s a replica of %s: %w", r.Container, p.Container, err)
+	}
+	return nil
+}
+
+// repairReadOnlyPrimary handles a named primary that is read-only: a promotion or a switchover
+// was interrupted. When the other server is writable the roles file is behind: it is corrected.
+// When neither is writable and the named one replicates from nobody, it accepts writes again.
+func (c *Cluster) repairReadOnlyPrimary(ctx context.Context, p, r *Node, rf RolesFile, ps mariadb.Status, rp probe) error {
+	log := c.log().With("primary", p.Container)
+	if rp.err == nil && !rp.st.ReadOnly {
+		log.Warn("database: the roles file names a read-only server while the other accepts writes: correcting it", "writable", r.Container)
+		rf.Primary = r.Addr
+		return c.Roles.Write(ctx, rf)
+	}
+	if ps.Replica != nil && (ps.Replica.IORunning != "No" || ps.Replica.SQLRunning == "Yes") {
+		// Still a replica (an interrupted promotion): promote it; the other is fenced or not
+		// writable (checked above).
+		if rp.err == nil || mariadb.Answered(rp.err) {
+			log.Warn("database: the named primary is still replicating: finishing its promotion")
+		}
+		if rp.err != nil && !mariadb.Answered(rp.err) {
+			if err := c.Engine.Kill(ctx, r.Container); err != nil {
+				return fmt.Errorf("fence %s before finishing the promotion: %w", r.Container, err)
+			}
+		}
+		return p.DB.Promote(ctx, c.applyTimeout())
+	}
+	log.Warn("database: the primary was left read-only (an interrupted switchover): accepting writes again")
+	return p.DB.SetReadOnly(ctx, false)
+}
+
+func without(list []string, v string) []string {
+	var out []string
+	for _, x := range list {
+		if x != v {
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,301 @@
+package mariadb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Status is what a server says about itself in one probe.
+type Status struct {
+	ReadOnly      bool
+	BinlogPos     GTIDList // @@gtid_binlog_pos: the last transaction logged, per domain
+	BinlogState   GTIDList // @@gtid_binlog_state: the last per domain and server
+	CurrentPos    GTIDList // @@gtid_current_pos: the last applied or logged
+	SemiSyncOn    bool     // Rpl_semi_sync_master_status: commits wait for a replica now
+	SemiSyncSlave bool     // Rpl_semi_sync_slave_status: this replica acknowledges
+	Replica       *ReplicaStatus
+}
+
+// ReplicaStatus is the useful part of SHOW SLAVE STATUS; nil in Status when the server has no
+// replication configured.
+type ReplicaStatus struct {
+	MasterHost   string
+	IORunning    string // "Yes", "No" or "Connecting"
+	SQLRunning   string
+	IOPos        GTIDList // Gtid_IO_Pos: received from the primary
+	LagSeconds   int64    // Seconds_Behind_Master; -1 when NULL
+	LastIOErrno  int
+	LastIOError  string
+	LastSQLError string
+}
+
+// Replicating tells whether both threads run and receive from host.
+func (r *ReplicaStatus) Replicating(host string) bool {
+	return r != nil && r.MasterHost == host && r.IORunning == "Yes" && r.SQLRunning == "Yes"
+}
+
+// Server is one MariaDB server reached over TCP with an account that may administer
+// replication (READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE
+// MONITOR, BINLOG MONITOR, RELOAD) and reads no data.
+type Server struct {
+	Addr string // host, port 3306
+	db   *sql.DB
+}
+
+// Open prepares a Server; it connects on first use. Every statement's I/O is bounded by
+// timeout (connect, read and write), so a hung server costs at most that.
+func Open(addr, user, password string, timeout time.Duration) (*Server, error) {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd = user, password
+	cfg.Net, cfg.Addr = "tcp", net.JoinHostPort(addr, "3306")
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = timeout, timeout, timeout
+	cfg.InterpolateParams = true
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mariadb %s: %w", addr, err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(2)
+	db.SetMaxIdleConns(2)
+	db.SetConnMaxLifetime(time.Minute)
+	return &Server{Addr: addr, db: db}, nil
+}
+
+// Close closes the connections.
+func (s *Server) Close() error { return s.db.Close() }
+
+// Status probes the server.
+func (s *Server) Status(ctx context.Context) (Status, error) {
+	var st Status
+	var ro int
+	var binPos, binState, curPos string
+	err := s.db.QueryRowContext(ctx, "SELECT @@read_only, @@gtid_binlog_pos, @@gtid_binlog_state, @@gtid_current_pos").
+		Scan(&ro, &binPos, &binState, &curPos)
+	if err != nil {
+		return st, s.wrap("read its state", err)
+	}
+	st.ReadOnly = ro != 0
+	if st.BinlogPos, err = ParseGTIDList(binPos); err != nil {
+		return st, s.wrap("parse @@gtid_binlog_pos", err)
+	}
+	if st.BinlogState, err = ParseGTIDList(binState); err != nil {
+		return st, s.wrap("parse @@gtid_binlog_state", err)
+	}
+	if st.CurrentPos, err = ParseGTIDList(curPos); err != nil {
+		return st, s.wrap("parse @@gtid_current_pos", err)
+	}
+	vars, err := s.rows(ctx, "SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_slave_status')")
+	if err != nil {
+		return st, s.wrap("read the semi-sync status", err)
+	}
+	for _, v := range vars {
+		on := v["Value"] == "ON"
+		switch v["Variable_name"] {
+		case "Rpl_semi_sync_master_status":
+			st.SemiSyncOn = on
+		case "Rpl_semi_sync_slave_status":
+			st.SemiSyncSlave = on
+		}
+	}
+	repl, err := s.rows(ctx, "SHOW SLAVE STATUS")
+	if err != nil {
+		return st, s.wrap("SHOW SLAVE STATUS", err)
+	}
+	if len(repl) > 0 {
+		if st.Replica, err = parseSlaveStatus(repl[0]); err != nil {
+			return st, s.wrap("parse SHOW SLAVE STATUS", err)
+		}
+	}
+	return st, nil
+}
+
+// parseSlaveStatus reads the columns of one SHOW SLAVE STATUS row.
+func parseSlaveStatus(row map[string]string) (*ReplicaStatus, error) {
+	r := &ReplicaStatus{
+		MasterHost:   row["Master_Host"],
+		IORunning:    row["Slave_IO_Running"],
+		SQLRunning:   row["Slave_SQL_Running"],
+		LagSeconds:   -1,
+		LastIOError:  row["Last_IO_Error"],
+		LastSQLError: row["Last_SQL_Error"],
+	}
+	var err error
+	if r.IOPos, err = ParseGTIDList(row["Gtid_IO_Pos"]); err != nil {
+		return nil, fmt.Errorf("Gtid_IO_Pos: %w", err)
+	}
+	if v := row["Seconds_Behind_Master"]; v != "" && v != "NULL" {
+		if r.LagSeconds, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return nil, fmt.Errorf("Seconds_Behind_Master %q: %w", v, err)
+		}
+	}
+	if v := row["Last_IO_Errno"]; v != "" {
+		if r.LastIOErrno, err = strconv.Atoi(v); err != nil {
+			return nil, fmt.Errorf("Last_IO_Errno %q: %w", v, err)
+		}
+	}
+	return r, nil
+}
+
+// SetReadOnly sets read_only; turning it on waits for the commits in progress.
+func (s *Server) SetReadOnly(ctx context.Context, on bool) error {
+	v := "OFF"
+	if on {
+		v = "ON"
+	}
+	return s.exec(ctx, "set read_only="+v, "SET GLOBAL read_only = "+v)
+}
+
+// Promote makes a replica the primary: it stops receiving, applies everything it has received
+// (waiting at most applyTimeout), forgets its primary, and accepts writes with semi-synchronous
+// commits. It must only be called once the old primary is fenced.
+func (s *Server) Promote(ctx context.Context, applyTimeout time.Duration) error {
+	if err := s.exec(ctx, "stop receiving", "STOP SLAVE IO_THREAD"); err != nil {
+		return err
+	}
+	st, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Replica != nil && len(st.Replica.IOPos) > 0 {
+		if err := s.WaitApplied(ctx, st.Replica.IOPos, applyTimeout); err != nil {
+			return fmt.Errorf("apply the relay log before the promotion: %w", err)
+		}
+	}
+	for _, step := range []struct{ what, q string }{
+		{"stop replication", "STOP SLAVE"},
+		{"forget the old primary", "RESET SLAVE ALL"},
+		{"turn semi-sync on", "SET GLOBAL rpl_semi_sync_master_enabled = ON"},
+		{"accept writes", "SET GLOBAL read_only = OFF"},
+	} {
+		if err := s.exec(ctx, step.what, step.q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ErrNotApplied is returned by WaitApplied when the server did not reach the position in time.
+var ErrNotApplied = errors.New("position not applied in time")
+
+// WaitApplied waits until the server has applied pos, at most timeout, in steps shorter than
+// the connection's read timeout.
+func (s *Server) WaitApplied(ctx context.Context, pos GTIDList, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		step := min(time.Until(deadline), 500*time.Millisecond)
+		if step <= 0 {
+			return fmt.Errorf("mariadb %s: %s: %w", s.Addr, pos, ErrNotApplied)
+		}
+		var r sql.NullInt64
+		err := s.db.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, ?)", pos.String(), step.Seconds()).Scan(&r)
+		if err != nil {
+			return s.wrap("wait for "+pos.String(), err)
+		}
+		if r.Valid && r.Int64 == 0 {
+			return nil
+		}
+	}
+}
+
+// ReplicateFrom makes the server a read-only replica of primary by GTID (its own last
+// transactions, @@gtid_current_pos, are where it starts), acknowledging semi-synchronously.
+func (s *Server) ReplicateFrom(ctx context.Context, primary, user, password string) error {
+	for _, step := range []struct{ what, q string }{
+		{"turn read-only", "SET GLOBAL read_only = ON"},
+		{"turn the primary side of semi-sync off", "SET GLOBAL rpl_semi_sync_master_enabled = OFF"},
+		{"stop replication", "STOP SLAVE"},
+		{"point at " + primary, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = 3306, MASTER_USER = %s, MASTER_PASSWORD = %s, MASTER_USE_GTID = current_pos, MASTER_CONNECT_RETRY = 1",
+			quote(primary), quote(user), quote(password))},
+		{"start replication", "START SLAVE"},
+	} {
+		if err := s.exec(ctx, step.what, step.q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StopReplication stops the replica's threads (a quarantined server replicates nothing).
+func (s *Server) StopReplication(ctx context.Context) error {
+	return s.exec(ctx, "stop replication", "STOP SLAVE")
+}
+
+// quote is a single-quoted SQL string literal (CHANGE MASTER takes no placeholders).
+func quote(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`).Replace(v) + "'"
+}
+
+func (s *Server) exec(ctx context.Context, what, q string) error {
+	if _, err := s.db.ExecContext(ctx, q); err != nil {
+		return s.wrap(what, err)
+	}
+	return nil
+}
+
+func (s *Server) rows(ctx context.Context, q string) ([]map[string]string, error) {
+	rows, err := s.db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out []map[string]string
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make(map[string]string, len(cols))
+		for i, c := range cols {
+			if vals[i].Valid {
+				row[c] = vals[i].String
+			} else {
+				row[c] = "NULL"
+			}
+		}
+		out = append(out, row)
+	}
+	return out, rows.Err()
+}
+
+// Error is a failed statement; Refused tells that the server answered (with an error), as
+// opposed to not answering at all.
+type Error struct {
+	Addr, What string
+	Err        error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("mariadb %s: %s: %v", e.Addr, e.What, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Answered tells whether the server sent an answer (a MySQL error) rather than nothing: a
+// server that refuses a statement is alive.
+func (e *Error) Answered() bool {
+	var me *mysql.MySQLError
+	return errors.As(e.Err, &me)
+}
+
+func (s *Server) wrap(what string, err error) error {
+	return &Error{Addr: s.Addr, What: what, Err: err}
+}
+
+// Answered tells whether err (from a Server) means the server answered with an error.
+func Answered(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Answered()
+}
