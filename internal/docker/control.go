@@ -46,12 +46,7 @@ func (c *Client) Kill(ctx context.Context, name string) error {
 	if err := c.api.ContainerKill(ctx, name, "KILL"); err != nil {
 		return fmt.Errorf("kill %s: %w", name, err)
 	}
-	if in.State.Paused {
-		// A frozen process takes its SIGKILL when thawed.
-		if err := c.api.ContainerUnpause(ctx, name); err != nil {
-			return fmt.Errorf("unpause %s after SIGKILL: %w", name, err)
-		}
-	}
+	// (The engine thaws a paused container it kills; a frozen process takes its SIGKILL then.)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {

@@ -79,7 +79,8 @@ type Cluster struct {
 	refused     bool            // FailoverRefused is firing
 	lastRejoin  map[string]time.Time
 	lastReport  Report
-	lastPrimary string
+	wake        chan struct{}
+	wakeOnce    sync.Once
 }
 
 // Observation is what the primary said when it last answered, and what the replica had received.
@@ -116,6 +117,16 @@ func (c *Cluster) Died(container string) {
 		c.died = map[string]bool{}
 	}
 	c.died[container] = true
+	select {
+	case c.wakeup() <- struct{}{}:
+	default:
+	}
+}
+
+// wakeup is the channel that starts a round before the next tick (a death reported).
+func (c *Cluster) wakeup() chan struct{} {
+	c.wakeOnce.Do(func() { c.wake = make(chan struct{}, 1) })
+	return c.wake
 }
 
 // roles returns the primary and the other node, as the roles file names them.
@@ -162,11 +173,22 @@ func (c *Cluster) Round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pp, rp := probeBoth(ctx, p, r, time.Second)
-	c.report(p, r, rf, pp, rp)
 	c.mu.Lock()
 	died := c.died[p.Container]
 	c.died = nil
+	c.mu.Unlock()
+	if died {
+		// Docker reported the primary's death: when its container is still not running, no
+		// probe is needed (a probe of a vanished address waits for its timeout).
+		if running, err := c.Engine.Running(ctx, p.Container); err == nil && !running {
+			c.log().Warn("database: the primary's container died", "primary", p.Container)
+			return c.primaryDead(ctx, p, r, rf)
+		}
+	}
+	pp, rp := probeBoth(ctx, p, r, time.Second)
+	c.report(p, r, rf, pp, rp)
+	c.mu.Lock()
+	died = died || c.died[p.Container]
 	c.mu.Unlock()
 
 	if pp.err == nil || (mariadb.Answered(pp.err) && !died) {
@@ -194,6 +216,11 @@ func (c *Cluster) Round(ctx context.Context) error {
 	if !dead {
 		return nil
 	}
+	return c.primaryDead(ctx, p, r, rf)
+}
+
+// primaryDead acts on the primary's death as the mode says.
+func (c *Cluster) primaryDead(ctx context.Context, p, r *Node, rf RolesFile) error {
 	switch c.Mode {
 	case ModeAuto:
 		err := c.failover(ctx, p, r, rf, false)
@@ -309,15 +336,20 @@ func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force 
 		"%s did not answer; %s is the primary now (promoted in %s, fenced: %s was stopped and starts read-only). "+
 			"%s rejoins as its replica by itself when it is back. Switch back with `agent db switchover` once `agent db status` shows it replicating.",
 		p.Container, r.Container, took.Round(time.Millisecond), p.Container, p.Container))
-	// Start the old primary again: it comes up read-only and the watch makes it a replica.
+	c.startFenced(ctx, p)
+	return nil
+}
+
+// startFenced starts a fenced server again in the background: the roles file makes it start
+// read-only, and the watch makes it a replica.
+func (c *Cluster) startFenced(ctx context.Context, n *Node) {
 	go func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := c.Engine.Start(sctx, p.Container); err != nil {
-			log.Warn("database: the old primary did not start again", "error", err)
+		if err := c.Engine.Start(sctx, n.Container); err != nil {
+			c.log().Warn("database: the fenced server did not start again", "server", n.Container, "error", err)
 		}
 	}()
-	return nil
 }
 
 func (c *Cluster) applyTimeout() time.Duration {
@@ -446,15 +478,21 @@ func (c *Cluster) repairReadOnlyPrimary(ctx context.Context, p, r *Node, rf Role
 	if ps.Replica != nil && (ps.Replica.IORunning != "No" || ps.Replica.SQLRunning == "Yes") {
 		// Still a replica (an interrupted promotion): promote it; the other is fenced or not
 		// writable (checked above).
-		if rp.err == nil || mariadb.Answered(rp.err) {
-			log.Warn("database: the named primary is still replicating: finishing its promotion")
-		}
+		log.Warn("database: the named primary is still a replica (an interrupted promotion): finishing it", "other", r.Container)
+		fenced := false
 		if rp.err != nil && !mariadb.Answered(rp.err) {
 			if err := c.Engine.Kill(ctx, r.Container); err != nil {
 				return fmt.Errorf("fence %s before finishing the promotion: %w", r.Container, err)
 			}
+			fenced = true
 		}
-		return p.DB.Promote(ctx, c.applyTimeout())
+		if err := p.DB.Promote(ctx, c.applyTimeout()); err != nil {
+			return fmt.Errorf("finish the promotion of %s: %w", p.Container, err)
+		}
+		if fenced {
+			c.startFenced(ctx, r)
+		}
+		return nil
 	}
 	log.Warn("database: the primary was left read-only (an interrupted switchover): accepting writes again")
 	return p.DB.SetReadOnly(ctx, false)

@@ -463,3 +463,20 @@ func TestFileLock(t *testing.T) {
 var mysqlErr = mysqlError{Number: 1045, Message: "access denied"}
 
 type mysqlError = mysql.MySQLError
+
+func TestDiedContainerNeedsNoProbe(t *testing.T) {
+	f := newFixture(t)
+	f.rounds(t, 1)
+	f.master.down = true
+	f.engine.stopped["db_master"] = true
+	f.c.Died("db_master")
+	select {
+	case <-f.c.wakeup():
+	default:
+		t.Fatal("a death did not wake the watch")
+	}
+	f.rounds(t, 1)
+	if f.w.index("db_slave promote") < 0 {
+		t.Fatalf("no promotion: %q", f.w.actions)
+	}
+}

@@ -121,6 +121,7 @@ func (c *Cluster) Watch(ctx context.Context, lock Locker, interval time.Duration
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-c.wakeup():
 		}
 	}
 }

@@ -3,8 +3,11 @@ package mariadb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"strconv"
 	"strings"
@@ -46,31 +49,53 @@ func (r *ReplicaStatus) Replicating(host string) bool {
 // replication (READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE
 // MONITOR, BINLOG MONITOR, RELOAD) and reads no data.
 type Server struct {
-	Addr string // host, port 3306
-	db   *sql.DB
+	Addr  string  // host, port 3306
+	db    *sql.DB // probes: every read bounded by the probe timeout
+	admin *sql.DB // actions: STOP SLAVE may wait a second or more for a dead primary
 }
 
-// Open prepares a Server; it connects on first use. Every statement's I/O is bounded by
-// timeout (connect, read and write), so a hung server costs at most that.
-func Open(addr, user, password string, timeout time.Duration) (*Server, error) {
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd = user, password
-	cfg.Net, cfg.Addr = "tcp", net.JoinHostPort(addr, "3306")
-	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = timeout, timeout, timeout
-	cfg.InterpolateParams = true
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("mariadb %s: %w", addr, err)
+// ActionTimeout bounds the I/O of one administrative statement (a promotion's STOP SLAVE waits
+// for the dead primary's connection, rpl_semi_sync_slave_kill_conn_timeout).
+const ActionTimeout = 10 * time.Second
+
+func init() {
+	// The driver logs connection errors on its own; they are returned, wrapped, to the caller.
+	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+}
+
+// Open prepares a Server; it connects on first use. A probe's I/O (connect, read, write) is
+// bounded by probeTimeout, so a hung server costs at most that; an action's by ActionTimeout.
+func Open(addr, user, password string, probeTimeout time.Duration) (*Server, error) {
+	open := func(timeout time.Duration) (*sql.DB, error) {
+		cfg := mysql.NewConfig()
+		cfg.User, cfg.Passwd = user, password
+		cfg.Net, cfg.Addr = "tcp", net.JoinHostPort(addr, "3306")
+		cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = min(timeout, probeTimeout), timeout, timeout
+		cfg.InterpolateParams = true
+		connector, err := mysql.NewConnector(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("mariadb %s: %w", addr, err)
+		}
+		db := sql.OpenDB(connector)
+		db.SetMaxOpenConns(2)
+		db.SetMaxIdleConns(2)
+		db.SetConnMaxLifetime(time.Minute)
+		db.SetConnMaxIdleTime(5 * time.Second)
+		return db, nil
 	}
-	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(2)
-	db.SetMaxIdleConns(2)
-	db.SetConnMaxLifetime(time.Minute)
-	return &Server{Addr: addr, db: db}, nil
+	db, err := open(probeTimeout)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := open(ActionTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{Addr: addr, db: db, admin: admin}, nil
 }
 
 // Close closes the connections.
-func (s *Server) Close() error { return s.db.Close() }
+func (s *Server) Close() error { return errors.Join(s.db.Close(), s.admin.Close()) }
 
 // Status probes the server.
 func (s *Server) Status(ctx context.Context) (Status, error) {
@@ -195,7 +220,7 @@ func (s *Server) WaitApplied(ctx context.Context, pos GTIDList, timeout time.Dur
 			return fmt.Errorf("mariadb %s: %s: %w", s.Addr, pos, ErrNotApplied)
 		}
 		var r sql.NullInt64
-		err := s.db.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, ?)", pos.String(), step.Seconds()).Scan(&r)
+		err := s.admin.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, ?)", pos.String(), step.Seconds()).Scan(&r)
 		if err != nil {
 			return s.wrap("wait for "+pos.String(), err)
 		}
@@ -233,8 +258,14 @@ func quote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`).Replace(v) + "'"
 }
 
+// exec runs an administrative statement. Each is idempotent, so one that failed on a pooled
+// connection the server had closed (it restarted) is sent once more on a new one.
 func (s *Server) exec(ctx context.Context, what, q string) error {
-	if _, err := s.db.ExecContext(ctx, q); err != nil {
+	_, err := s.admin.ExecContext(ctx, q)
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) {
+		_, err = s.admin.ExecContext(ctx, q)
+	}
+	if err != nil {
 		return s.wrap(what, err)
 	}
 	return nil

@@ -44,19 +44,19 @@ function db_marked_down(string $addr): bool
 }
 
 // db_available tells whether the server at $addr is worth a connection, without ever waiting
-// more than 150 ms: not if it is marked down, and not if it does not send its greeting within
-// 150 ms now (a server that stopped or hung in the last half second, before db-health saw it).
-// mysqli's own timeouts are whole seconds.
-function db_available(string $addr): bool
+// more than $wait seconds: not if it is marked down, and not if it does not send its greeting
+// within $wait now (a server that stopped or hung in the last half second, before db-health saw
+// it). mysqli's own timeouts are whole seconds, and nginx gives a page 1 s.
+function db_available(string $addr, float $wait = 0.15): bool
 {
     if (db_marked_down($addr)) {
         return false;
     }
-    $sock = @fsockopen($addr, 3306, $errno, $errstr, 0.15);
+    $sock = @fsockopen($addr, 3306, $errno, $errstr, $wait);
     if ($sock === false) {
         return false;
     }
-    stream_set_timeout($sock, 0, 150000);
+    stream_set_timeout($sock, 0, (int) ($wait * 1000000));
     $greeting = fread($sock, 5);
     fclose($sock);
     return is_string($greeting) && strlen($greeting) === 5 && ord($greeting[4]) === 10;
@@ -70,15 +70,18 @@ const DB_READ_ONLY = 1290;
 // names, else the other one (during a failover or a switchover, before the page sees the new
 // roles file). Only one server is ever writable (the agent fences the old primary before it
 // promotes), so trying both is safe. It retries only what surely did not write: a connection
-// that could not be made, or a refusal because the server is read-only; for at most $patience
-// seconds (a switchover pauses writes for less). Returns [connection, address].
-function db_write(callable $write, float $patience = 0.7): array
+// that could not be made, or a refusal because the server is read-only; for $patience seconds
+// (a switchover pauses writes for less). A server is tried only when it greets within 200 ms,
+// so a dead one costs no connect timeout: the page answers within 1 s. Returns [connection,
+// address].
+function db_write(callable $write, float $patience = 0.5): array
 {
     $deadline = microtime(true) + $patience;
     $last = null;
     while (true) {
         foreach (db_roles() as $addr) {
-            if (db_marked_down($addr)) {
+            if (!db_available($addr, 0.2)) {
+                $last = $last ?? new RuntimeException("$addr is out (db-health) or sends no greeting within 200 ms");
                 continue;
             }
             try {
