@@ -126,6 +126,7 @@ func TestStack(t *testing.T) {
 		{"every dashboard panel query returns data", testDashboardQueries},
 		{"no failed or slow request when web1 stops, dies, hangs or is cut off under load", testWebFaultsUnderLoad},
 		{"the replica stopped or hung under load: no failed request, p99 within 200 ms of no fault", testReplicaLossUnderLoad},
+		{"the primary killed, stopped, hung or cut off under load: automatic failover, no acknowledged write lost, reads never fail; switchover back", testPrimaryFailover},
 		{"a user's own certificate in nginx/ssl is used", testUserCertificate},
 		{"a replica with a wiped volume re-seeds and catches up", testReplicaReseed},
 		{"agent backup dumps the replica to a real S3 store, readable by other tools", testBackupToS3},
@@ -288,18 +289,7 @@ func testTLS(t *testing.T, ctx context.Context) {
 // slaveStatus returns SHOW SLAVE STATUS\G of db_slave as a map.
 func slaveStatus(t *testing.T, ctx context.Context) map[string]string {
 	t.Helper()
-	out, err := st.run(ctx, "docker", "exec", "-e", "MYSQL_PWD="+st.secret(t, "db/root_password"),
-		c("db_slave"), "mysql", "-u", "root", "-e", `SHOW SLAVE STATUS\G`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]string{}
-	for _, line := range strings.Split(out, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ": "); ok {
-			m[k] = v
-		}
-	}
-	return m
+	return slaveStatusOf(t, ctx, "db_slave")
 }
 
 func testReplicationStatus(t *testing.T, ctx context.Context) {

@@ -13,6 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hastack/hastack/internal/alerts"
 	"github.com/hastack/hastack/internal/config"
 	"github.com/hastack/hastack/internal/docker"
 	"github.com/hastack/hastack/internal/failover"
@@ -89,7 +92,20 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		printDBReport(stdout, rep)
 		return nil
 	case "watch":
-		return watchDB(ctx, cfg, engine, cl, log)
+		// The watch's alerts go where agent run's go (the alerts section).
+		delivery, err := newAlertDelivery(cfg.Alerts, log, prometheus.NewRegistry())
+		if err != nil {
+			return err
+		}
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		done := make(chan struct{})
+		go func() { defer close(done); delivery.Run(wctx) }()
+		cl.Notify = alerts.NewLogger(log, prometheus.NewRegistry()).DeliverTo(delivery).Event
+		err = watchDB(wctx, cfg, engine, cl, log)
+		stop()
+		<-done
+		return err
 	}
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	unlock, err := lock.Lock(lctx)

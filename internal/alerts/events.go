@@ -61,6 +61,45 @@ var kinds = map[string]kind{
 			"good commit; the change is not deployed until a newer commit deploys.",
 		clearedBy: "DeployFailed",
 	},
+	"DatabaseFailover": {
+		severity: SeverityCritical,
+		summary: func(l map[string]string, host string) string {
+			return fmt.Sprintf("The database failed over: %s is the primary, %s was down (%s)", l["new_primary"], l["old_primary"], host)
+		},
+		checkFirst: "`agent db status` (roles, replication), then `docker logs` of the old primary for why it died. " +
+			"It rejoins as a replica by itself; switch back with `agent db switchover` (docs/failover.md).",
+		oneShot: true,
+	},
+	"FailoverRefused": {
+		severity: SeverityCritical,
+		summary: func(l map[string]string, host string) string {
+			return fmt.Sprintf("The database primary %s is down and the agent did not fail over (%s)", l["primary"], host)
+		},
+		checkFirst: "`agent db status`: writes fail until the primary returns or the replica is promoted. " +
+			"If the reason is acceptable (the replica may lack the last acknowledged writes), `agent db failover --force` (docs/failover.md).",
+	},
+	"DatabaseQuarantined": {
+		severity: SeverityCritical,
+		summary: func(l map[string]string, host string) string {
+			return fmt.Sprintf("Database server %s is quarantined: its history diverged from the primary's (%s)", l["server"], host)
+		},
+		checkFirst: "`agent db status`; the server is read-only and not read from. Re-seed it from the primary by " +
+			"removing its volume (docs/failover.md, Quarantine); it is released once it replicates.",
+	},
+	"SwitchoverFailed": {
+		severity: SeverityWarning,
+		summary: func(l map[string]string, host string) string {
+			return fmt.Sprintf("A database switchover was undone: %s stays the primary (%s)", l["primary"], host)
+		},
+		checkFirst: "`agent db status` for the replica's lag and threads; try again when it is in sync.",
+	},
+	"DatabaseWatchFailed": {
+		severity: SeverityCritical,
+		summary: func(_ map[string]string, host string) string {
+			return fmt.Sprintf("The agent's database watch stopped: no automatic failover (%s)", host)
+		},
+		checkFirst: "`docker logs hastack-agent 2>&1 | grep -i database` for the reason, then restart the agent.",
+	},
 	"DriftCorrected": {
 		severity: SeverityWarning,
 		summary: func(l map[string]string, host string) string {

@@ -1,0 +1,488 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hastack/hastack/internal/loadgen"
+)
+
+// dbWatch is `agent db watch` on the stack under test, with its own state directory and
+// configuration; its alerts go to the test stack's own Alertmanager.
+type dbWatch struct {
+	bin, cfg string
+	cmd      *exec.Cmd
+	log      string
+}
+
+func startDBWatch(t *testing.T) *dbWatch {
+	t.Helper()
+	dir := t.TempDir()
+	w := &dbWatch{bin: buildAgent(t), cfg: filepath.Join(dir, "agent.yml"), log: filepath.Join(dir, "watch.log")}
+	cfg := fmt.Sprintf(`source:
+  url: %s
+compose:
+  project: %s
+state_dir: %s
+work_dir: %s
+alerts:
+  alertmanager_url: http://127.0.0.1:%s
+database:
+  failover: auto
+  password_file: %s
+  repl_password_file: %s
+`, filepath.Join(dir, "no-repository"), project, filepath.Join(dir, "state"), filepath.Join(dir, "releases"), alertmgrPort,
+		filepath.Join(st.dir, "secrets/db/agent_password"), filepath.Join(st.dir, "secrets/db/repl_password"))
+	if err := os.WriteFile(w.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(w.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cmd = exec.Command(w.bin, "db", "watch", "--config", w.cfg, "--log-format", "text")
+	w.cmd.Stdout, w.cmd.Stderr = logf, logf
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { w.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			w.cmd.Process.Kill()
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(w.log)
+			t.Logf("agent db watch log:\n%s", tail(string(b), 60))
+		}
+	})
+	return w
+}
+
+// cli runs `agent db ARGS --config ...`.
+func (w *dbWatch) cli(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, w.bin, append(append([]string{"db"}, args...), "--config", w.cfg)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+type dbServer struct {
+	Service    string `json:"service"`
+	Role       string `json:"role"`
+	Up         bool   `json:"up"`
+	ReadOnly   bool   `json:"read_only"`
+	SemiSync   bool   `json:"semi_sync_active"`
+	IO         string `json:"replica_io_running"`
+	SQL        string `json:"replica_sql_running"`
+	LagSeconds *int64 `json:"lag_seconds"`
+}
+
+type dbReport struct {
+	Servers []dbServer `json:"servers"`
+}
+
+func (w *dbWatch) status(ctx context.Context) (dbReport, error) {
+	var rep dbReport
+	out, err := w.cli(ctx, "status", "--json")
+	if err != nil {
+		return rep, fmt.Errorf("agent db status: %v: %s", err, out)
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &rep); err != nil {
+		return rep, fmt.Errorf("agent db status --json: %v: %s", err, out)
+	}
+	return rep, nil
+}
+
+// primary returns the service the agent names the primary.
+func (r dbReport) primary() string {
+	for _, s := range r.Servers {
+		if s.Role == "primary" {
+			return s.Service
+		}
+	}
+	return ""
+}
+
+// settled tells whether the pair is whole: the primary writable with semi-sync, the other a
+// replica in sync.
+func (r dbReport) settled() error {
+	if len(r.Servers) != 2 {
+		return fmt.Errorf("%d servers", len(r.Servers))
+	}
+	p, q := r.Servers[0], r.Servers[1]
+	switch {
+	case p.Role != "primary" || !p.Up || p.ReadOnly || !p.SemiSync:
+		return fmt.Errorf("primary %s: up %v read-only %v semi-sync %v", p.Service, p.Up, p.ReadOnly, p.SemiSync)
+	case q.Role != "replica" || !q.Up || !q.ReadOnly || q.IO != "Yes" || q.SQL != "Yes" || q.LagSeconds == nil || *q.LagSeconds != 0:
+		return fmt.Errorf("replica %s: role %s up %v read-only %v IO %q SQL %q", q.Service, q.Role, q.Up, q.ReadOnly, q.IO, q.SQL)
+	}
+	return nil
+}
+
+func (w *dbWatch) waitSettled(t *testing.T, ctx context.Context, timeout time.Duration) dbReport {
+	t.Helper()
+	var rep dbReport
+	if err := eventually(timeout, 500*time.Millisecond, func() error {
+		var err error
+		if rep, err = w.status(ctx); err != nil {
+			return err
+		}
+		return rep.settled()
+	}); err != nil {
+		t.Fatalf("the database pair did not settle: %v", err)
+	}
+	return rep
+}
+
+// writers record visits through the page (2 s per request, no retry) and remember every
+// acknowledged visit id: an acknowledged write must survive any failover.
+type writers struct {
+	mu       sync.Mutex
+	acked    []int64
+	failures []time.Time
+	okTimes  []time.Time
+}
+
+func (wr *writers) run(ctx context.Context, n int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			client := httpsClient(loadgen.DefaultTimeout)
+			for ctx.Err() == nil {
+				id, err := writeVisit(ctx, client)
+				if ctx.Err() != nil {
+					return
+				}
+				wr.mu.Lock()
+				if err != nil {
+					wr.failures = append(wr.failures, time.Now())
+				} else {
+					wr.acked = append(wr.acked, id)
+					wr.okTimes = append(wr.okTimes, time.Now())
+				}
+				wr.mu.Unlock()
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	return &wg
+}
+
+func writeVisit(ctx context.Context, client *http.Client) (int64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, siteURL("/?format=json"), nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var p pageResult
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != 200 || p.VisitID == 0 {
+		return 0, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return p.VisitID, nil
+}
+
+// firstOKAfter is when the first write after t was acknowledged (zero if none).
+func (wr *writers) firstOKAfter(t time.Time) time.Time {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	for _, ok := range wr.okTimes {
+		if ok.After(t) {
+			return ok
+		}
+	}
+	return time.Time{}
+}
+
+func (wr *writers) failuresBetween(a, b time.Time) int {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	n := 0
+	for _, f := range wr.failures {
+		if !f.Before(a) && !f.After(b) {
+			n++
+		}
+	}
+	return n
+}
+
+// missingOn returns the acknowledged visit ids that the service's database does not have.
+func (wr *writers) missingOn(t *testing.T, ctx context.Context, service string) []int64 {
+	wr.mu.Lock()
+	acked := slices.Clone(wr.acked)
+	wr.mu.Unlock()
+	if len(acked) == 0 {
+		t.Fatal("no write was acknowledged at all")
+	}
+	slices.Sort(acked)
+	out := st.rootSQL(t, ctx, service, fmt.Sprintf("SELECT id FROM app.visits WHERE id >= %d", acked[0]))
+	have := map[int64]bool{}
+	for _, l := range strings.Fields(out) {
+		id, _ := strconv.ParseInt(l, 10, 64)
+		have[id] = true
+	}
+	var missing []int64
+	for _, id := range acked {
+		if !have[id] {
+			missing = append(missing, id)
+		}
+	}
+	return missing
+}
+
+type dbFault struct {
+	name   string
+	inject func(t *testing.T, ctx context.Context, service string)
+	// heal brings the old primary back where the fault needs a hand (a cable plugged back in);
+	// the agent starts a server it fenced by itself.
+	heal func(t *testing.T, ctx context.Context, service string)
+}
+
+func dbFaults() []dbFault {
+	docker := func(args ...string) func(t *testing.T, ctx context.Context, service string) {
+		return func(t *testing.T, ctx context.Context, service string) {
+			if _, err := st.run(ctx, "docker", append(args, c(service))...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return []dbFault{
+		{"killed (SIGKILL from the host; Docker restarts it)", func(t *testing.T, ctx context.Context, service string) {
+			pid, err := st.run(ctx, "docker", "inspect", "-f", "{{.State.Pid}}", c(service))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.run(ctx, "kill", "-9", strings.TrimSpace(pid)); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+		{"stopped", docker("stop"), nil},
+		{"hung (docker pause)", docker("pause"), nil},
+		{"cut from the data network", docker("network", "disconnect", project+"_data"),
+			func(t *testing.T, ctx context.Context, service string) {
+				ip := dataNetPrefix + ".21"
+				if service == "db_slave" {
+					ip = dataNetPrefix + ".22"
+				}
+				if _, err := st.run(ctx, "docker", "network", "connect", "--ip", ip, project+"_data", c(service)); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	}
+}
+
+// The primary fails under load in each way a process fails; the agent's watch promotes the
+// replica (RPO 0: no acknowledged write lost), fences the old primary, which comes back as a
+// replica; reads never fail; writes come back within seconds. Then a planned switchover under
+// the same load brings db_master back as the primary.
+func testPrimaryFailover(t *testing.T, ctx context.Context) {
+	w := startDBWatch(t)
+	rep := w.waitSettled(t, ctx, 2*time.Minute)
+	if rep.primary() != "db_master" {
+		t.Fatalf("before the faults the primary is %s, want db_master", rep.primary())
+	}
+	type row struct {
+		fault, old               string
+		reads, readFails         int
+		writesBack               time.Duration
+		lostAcked                int
+		switchPause, switchFails string
+	}
+	var rows []row
+	for _, f := range dbFaults() {
+		ok := t.Run(f.name, func(t *testing.T) {
+			rep := w.waitSettled(t, ctx, 2*time.Minute)
+			old := rep.primary()
+			lctx, stopLoad := context.WithCancel(ctx)
+			defer stopLoad()
+			var wr writers
+			wwg := wr.run(lctx, 2)
+			readsDone := make(chan *loadgen.Result, 1)
+			go func() {
+				r, err := loadgen.Run(lctx, loadgen.Options{URL: siteURL("/?format=json&write=0"), Concurrency: 20, Duration: 5 * time.Minute,
+					Client: httpsClient(loadgen.DefaultTimeout), Timeout: loadgen.DefaultTimeout})
+				if err != nil {
+					t.Error(err)
+				}
+				readsDone <- r
+			}()
+			time.Sleep(3 * time.Second)
+			injected := time.Now()
+			f.inject(t, ctx, old)
+			// The agent promotes the other server.
+			if err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+				r, err := w.status(ctx)
+				if err != nil {
+					return err
+				}
+				if p := r.primary(); p == old {
+					return fmt.Errorf("the primary is still %s", p)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			back := wr.firstOKAfter(injected)
+			if err := eventually(20*time.Second, 100*time.Millisecond, func() error {
+				if back = wr.firstOKAfter(injected); back.IsZero() {
+					return fmt.Errorf("no write acknowledged since the fault")
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(3 * time.Second)
+			if f.heal != nil {
+				f.heal(t, ctx, old)
+			}
+			// The old primary rejoins as a replica by itself, in sync.
+			rep = w.waitSettled(t, ctx, 2*time.Minute)
+			stopLoad()
+			wwg.Wait()
+			reads := <-readsDone
+			writesBack := back.Sub(injected)
+			lost := wr.missingOn(t, ctx, rep.primary())
+			rows = append(rows, row{fault: f.name, old: old, reads: reads.Requests, readFails: len(reads.Failures),
+				writesBack: writesBack, lostAcked: len(lost)})
+			t.Logf("%s: %s failed over to %s; writes back after %v; reads %d, failed %d; acknowledged writes %d, lost %d",
+				f.name, old, rep.primary(), writesBack.Round(10*time.Millisecond), reads.Requests, len(reads.Failures), len(wr.acked), len(lost))
+			if len(lost) > 0 {
+				t.Errorf("%d acknowledged writes are not on the new primary (RPO 0 broken): %v", len(lost), lost[:min(len(lost), 10)])
+			}
+			for i, fl := range reads.Failures {
+				if i < 5 {
+					t.Logf("failed read at +%v: %s", fl.At.Sub(injected).Round(time.Millisecond), fl.Err)
+				}
+			}
+			// Reads never fail: a few at the promotion instant are tolerated on this 2-core
+			// machine (the e2e suite shares it), the benchmark records the exact count.
+			if len(reads.Failures)*100 > reads.Requests {
+				t.Errorf("%d of %d reads failed, want at most 1%%", len(reads.Failures), reads.Requests)
+			}
+			// RTO target 5 s (docs/benchmarks.md has the measured values); asserted with room
+			// for a loaded machine.
+			if writesBack > 15*time.Second {
+				t.Errorf("writes came back %v after the fault, want within 15 s (target 5 s)", writesBack)
+			}
+			// The seed's check on the replica that is now db_master or db_slave.
+			replica := "db_slave"
+			if rep.primary() == "db_slave" {
+				replica = "db_master"
+			}
+			s := slaveStatusOf(t, ctx, replica)
+			if s["Slave_IO_Running"] != "Yes" || s["Slave_SQL_Running"] != "Yes" || s["Seconds_Behind_Master"] != "0" {
+				t.Errorf("SHOW SLAVE STATUS on %s: IO %s SQL %s lag %s", replica, s["Slave_IO_Running"], s["Slave_SQL_Running"], s["Seconds_Behind_Master"])
+			}
+		})
+		if !ok {
+			break
+		}
+	}
+	// The failover alert reached the test stack's Alertmanager.
+	if err := eventually(30*time.Second, time.Second, func() error {
+		var got []json.RawMessage
+		if err := getJSON("http://127.0.0.1:"+alertmgrPort+"/api/v2/alerts?filter=alertname%3D%22DatabaseFailover%22", &got); err != nil {
+			return err
+		}
+		if len(got) == 0 {
+			return fmt.Errorf("no DatabaseFailover alert in Alertmanager")
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	// Planned switchovers under the same load, there and back (ending with db_master the
+	// primary, as the later steps expect): writes pause, none fails, none is lost.
+	rep = w.waitSettled(t, ctx, 2*time.Minute)
+	for i := 0; i < 2 || rep.primary() != "db_master"; i++ {
+		if i == 3 {
+			t.Fatalf("after 3 switchovers the primary is %s, want db_master", rep.primary())
+		}
+		from := rep.primary()
+		lctx, stopLoad := context.WithCancel(ctx)
+		var wr writers
+		wwg := wr.run(lctx, 2)
+		time.Sleep(2 * time.Second)
+		start := time.Now()
+		out, err := w.cli(ctx, "switchover")
+		end := time.Now()
+		time.Sleep(2 * time.Second)
+		stopLoad()
+		wwg.Wait()
+		if err != nil {
+			t.Fatalf("agent db switchover: %v\n%s", err, out)
+		}
+		rep = w.waitSettled(t, ctx, time.Minute)
+		failed := wr.failuresBetween(start, end.Add(time.Second))
+		lost := wr.missingOn(t, ctx, rep.primary())
+		line := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+		t.Logf("switchover from %s: %s; writes failed %d; acknowledged %d, lost %d", from, line, failed, len(wr.acked), len(lost))
+		rows = append(rows, row{fault: "switchover (planned)", old: from, switchPause: line, switchFails: strconv.Itoa(failed)})
+		if rep.primary() == from {
+			t.Errorf("after the switchover the primary is still %s", from)
+		}
+		if failed > 2 || len(lost) > 0 {
+			t.Errorf("switchover: %d writes failed (want at most 2), %d acknowledged writes lost", failed, len(lost))
+		}
+	}
+	fmt.Fprintf(os.Stderr, "\nDatabase faults under load (20 readers ?write=0, 2 writers; 2 s per request, no retries):\n")
+	fmt.Fprintf(os.Stderr, "%-48s %-10s %8s %10s %12s %10s\n", "fault", "primary", "reads", "failed", "writes back", "lost acked")
+	for _, r := range rows {
+		if r.switchPause != "" {
+			fmt.Fprintf(os.Stderr, "%-48s %-10s %s, failed writes %s\n", r.fault, r.old, r.switchPause, r.switchFails)
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "%-48s %-10s %8d %10d %12v %10d\n", r.fault, r.old, r.reads, r.readFails, r.writesBack.Round(10*time.Millisecond), r.lostAcked)
+	}
+}
+
+// slaveStatusOf returns SHOW SLAVE STATUS\G of a database service as a map.
+func slaveStatusOf(t *testing.T, ctx context.Context, service string) map[string]string {
+	t.Helper()
+	out, err := st.run(ctx, "docker", "exec", "-e", "MYSQL_PWD="+st.secret(t, "db/root_password"),
+		c(service), "mysql", "-u", "root", "-e", `SHOW SLAVE STATUS\G`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ": "); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
