@@ -156,8 +156,9 @@ func (w *dbWatch) waitSettled(t *testing.T, ctx context.Context, timeout time.Du
 type writers struct {
 	mu       sync.Mutex
 	acked    []int64
-	failures []time.Time
-	okTimes  []time.Time
+	failures []time.Time // when each failed write ended
+	okSent   []time.Time // when each acknowledged write was sent
+	okDone   []time.Time // and when it was acknowledged
 }
 
 func (wr *writers) run(ctx context.Context, n int) *sync.WaitGroup {
@@ -166,6 +167,7 @@ func (wr *writers) run(ctx context.Context, n int) *sync.WaitGroup {
 		wg.Go(func() {
 			client := httpsClient(loadgen.DefaultTimeout)
 			for ctx.Err() == nil {
+				sent := time.Now()
 				id, err := writeVisit(ctx, client)
 				if ctx.Err() != nil {
 					return
@@ -175,7 +177,8 @@ func (wr *writers) run(ctx context.Context, n int) *sync.WaitGroup {
 					wr.failures = append(wr.failures, time.Now())
 				} else {
 					wr.acked = append(wr.acked, id)
-					wr.okTimes = append(wr.okTimes, time.Now())
+					wr.okSent = append(wr.okSent, sent)
+					wr.okDone = append(wr.okDone, time.Now())
 				}
 				wr.mu.Unlock()
 				if err != nil {
@@ -204,16 +207,27 @@ func writeVisit(ctx context.Context, client *http.Client) (int64, error) {
 	return p.VisitID, nil
 }
 
-// firstOKAfter is when the first write after t was acknowledged (zero if none).
-func (wr *writers) firstOKAfter(t time.Time) time.Time {
+// writesBack is how long after t writes were accepted again: the first write sent after the
+// last failure since t was acknowledged then (0: no write failed since t). ok is false while no
+// write sent after the last failure has been acknowledged yet.
+func (wr *writers) writesBack(t time.Time) (time.Duration, bool) {
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
-	for _, ok := range wr.okTimes {
-		if ok.After(t) {
-			return ok
+	last := time.Time{}
+	for _, f := range wr.failures {
+		if f.After(t) && f.After(last) {
+			last = f
 		}
 	}
-	return time.Time{}
+	if last.IsZero() {
+		return 0, true
+	}
+	for i, sent := range wr.okSent {
+		if !sent.Before(last) {
+			return wr.okDone[i].Sub(t), true
+		}
+	}
+	return 0, false
 }
 
 func (wr *writers) failuresBetween(a, b time.Time) int {
@@ -344,16 +358,19 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			back := wr.firstOKAfter(injected)
+			// Writes must flow again for 3 s in a row before the outage is measured.
+			time.Sleep(3 * time.Second)
+			var writesBack time.Duration
 			if err := eventually(20*time.Second, 100*time.Millisecond, func() error {
-				if back = wr.firstOKAfter(injected); back.IsZero() {
-					return fmt.Errorf("no write acknowledged since the fault")
+				back, ok := wr.writesBack(injected)
+				if !ok || wr.failuresBetween(time.Now().Add(-3*time.Second), time.Now()) > 0 {
+					return fmt.Errorf("writes still fail")
 				}
+				writesBack = back
 				return nil
 			}); err != nil {
 				t.Error(err)
 			}
-			time.Sleep(3 * time.Second)
 			if f.heal != nil {
 				f.heal(t, ctx, old)
 			}
@@ -362,7 +379,6 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 			stopLoad()
 			wwg.Wait()
 			reads := <-readsDone
-			writesBack := back.Sub(injected)
 			lost := wr.missingOn(t, ctx, rep.primary())
 			rows = append(rows, row{fault: f.name, old: old, reads: reads.Requests, readFails: len(reads.Failures),
 				writesBack: writesBack, lostAcked: len(lost)})

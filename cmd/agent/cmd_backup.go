@@ -101,6 +101,7 @@ func loadManifestKeys(cfg config.Config, file string) (*backup.ManifestKeys, err
 // doBackup takes one backup as configured and, when prune is set, applies the retention
 // policy. It returns the manifest and the ids pruned.
 func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, prune bool, note string) (backup.Manifest, []string, error) {
+	cfg = followRoles(ctx, cfg, engine)
 	var recipients []age.Recipient
 	for _, r := range cfg.Backup.AgeRecipients {
 		rec, err := age.ParseX25519Recipient(r)

@@ -315,3 +315,25 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// followRoles returns cfg with backup.primary and backup.replica swapped when the roles file
+// names the configured replica the primary (after a failover or a switchover): a backup dumps
+// the replica of the moment, a restore loads the primary of the moment. Without a roles file, or
+// when the servers cannot be resolved, cfg is returned as it is.
+func followRoles(ctx context.Context, cfg config.Config, engine *docker.Client) config.Config {
+	nodes, rolesContainer, err := resolveDBNodes(ctx, cfg, engine)
+	if err != nil {
+		return cfg
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	b, err := engine.ReadFile(rctx, rolesContainer, cfg.Database.RolesDir+"/primary")
+	if err != nil {
+		return cfg
+	}
+	named := strings.TrimSpace(string(b))
+	if named == nodes[1].Addr && cfg.Backup.Primary == nodes[0].Container && cfg.Backup.Replica == nodes[1].Container {
+		cfg.Backup.Primary, cfg.Backup.Replica = cfg.Backup.Replica, cfg.Backup.Primary
+	}
+	return cfg
+}

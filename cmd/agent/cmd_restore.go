@@ -169,6 +169,7 @@ type restorePlan struct {
 }
 
 func planRestore(ctx context.Context, cfg config.Config, engine *docker.Client, m backup.Manifest, target, passwordFile string, safety bool) (restorePlan, error) {
+	cfg = followRoles(ctx, cfg, engine)
 	p := restorePlan{Backup: m, Kind: target, Target: target, Databases: m.Databases(), passwordFile: passwordFile}
 	switch target {
 	case "primary", cfg.Backup.Primary:

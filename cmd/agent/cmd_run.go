@@ -109,16 +109,26 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	var exclusive func(context.Context) (func(), error)
 	var dbWatch func(context.Context)
 	if cfg.Database.Enabled() {
-		cl, closeCl, err := newCluster(ctx, cfg, engine, log)
-		if err != nil {
-			return fmt.Errorf("database watch: %w", err)
-		}
-		defer closeCl()
-		cl.Notify = events.Event
-		cl.Metrics = failover.NewMetrics(reg)
-		lock := dbLock(cfg)
-		exclusive = lock.Lock
+		exclusive = dbLock(cfg).Lock
+		dbMetrics := failover.NewMetrics(reg)
 		dbWatch = func(ctx context.Context) {
+			// The stack may not be deployed yet (a first start): wait for its servers.
+			var cl *failover.Cluster
+			for {
+				var closeCl func()
+				var err error
+				if cl, closeCl, err = newCluster(ctx, cfg, engine, log); err == nil {
+					defer closeCl()
+					break
+				}
+				log.Info("database watch: waiting for the database servers", "reason", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(10 * time.Second):
+				}
+			}
+			cl.Notify, cl.Metrics = events.Event, dbMetrics
 			if err := watchDB(ctx, cfg, engine, cl, log); err != nil {
 				log.Error("database watch stopped", "err", err)
 				events.Event(ctx, "DatabaseWatchFailed", true, nil, err.Error())

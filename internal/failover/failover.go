@@ -315,6 +315,7 @@ func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force 
 		c.refuse(ctx, p, r, fmt.Sprintf("the old primary %s could not be stopped (fencing): %v", p.Container, err))
 		return fmt.Errorf("failover: fence %s: %w (nothing promoted)", p.Container, err)
 	}
+	fenced := time.Since(start)
 	if err := r.DB.Promote(ctx, c.applyTimeout()); err != nil {
 		// The roles file already names r: the next round tries the promotion again, and the
 		// old primary stays down meanwhile.
@@ -329,7 +330,7 @@ func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force 
 	if c.Metrics != nil {
 		c.Metrics.primaryChanges.Inc()
 	}
-	log.Warn("database: failed over", "took", took.Round(time.Millisecond))
+	log.Warn("database: failed over", "took", took.Round(time.Millisecond), "fencing", fenced.Round(time.Millisecond))
 	labels := map[string]string{"old_primary": p.Container, "new_primary": r.Container}
 	c.notify(ctx, "FailoverRefused", false, map[string]string{"primary": p.Container}, "")
 	c.notify(ctx, "DatabaseFailover", true, labels, fmt.Sprintf(
