@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"net"
 	"net/http"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // probe runs a TCP connect from inside container to host:port with a 2 s bound and reports
@@ -85,6 +88,42 @@ func testAccountsHaveLeastPrivilege(t *testing.T, ctx context.Context) {
 			t.Errorf("%s: %s: %v %s, want allowed", tc.user, tc.sql, err, out)
 		case !tc.allowed && (err == nil || !denied.MatchString(out)):
 			t.Errorf("%s: %s: %v %s, want access denied", tc.user, tc.sql, err, out)
+		}
+	}
+	// The agent's account administers replication from the host (the data network's gateway)
+	// and reads no data; from anywhere else (here: inside the container) it does not exist.
+	agentPW := st.secret(t, "db/agent_password")
+	if out, err := st.sql(ctx, "db_master", "agent", agentPW, "SELECT 1"); err == nil || !denied.MatchString(out) {
+		t.Errorf("agent from inside db_master: %v %s, want access denied (the account is for the host's address only)", err, out)
+	}
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.Timeout = "agent", agentPW, "tcp", dataNetPrefix+".21:3306", 5*time.Second
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	for _, tc := range []struct {
+		sql     string
+		allowed bool
+	}{
+		{"SHOW SLAVE STATUS", true},
+		{"SELECT @@gtid_binlog_state", true},
+		{"SELECT COUNT(*) FROM app.visits", false},
+		{"SELECT COUNT(*) FROM mysql.global_priv", false},
+		{"INSERT INTO app.visits (server) VALUES ('x')", false},
+		{"CREATE USER 'x'@'%'", false},
+	} {
+		rows, err := db.QueryContext(ctx, tc.sql)
+		if err == nil {
+			rows.Close()
+		}
+		switch {
+		case tc.allowed && err != nil:
+			t.Errorf("agent: %s: %v, want allowed", tc.sql, err)
+		case !tc.allowed && (err == nil || !denied.MatchString(err.Error())):
+			t.Errorf("agent: %s: %v, want access denied", tc.sql, err)
 		}
 	}
 }

@@ -72,15 +72,15 @@ type Cluster struct {
 	Observations *FileObservations
 	Metrics      *Metrics
 
-	mu          sync.Mutex
-	fails       int
-	died        map[string]bool // containers Docker reported dead since the last round
-	last        Observation     // the primary's last answer, for the RPO check
-	refused     bool            // FailoverRefused is firing
-	lastRejoin  map[string]time.Time
-	lastReport  Report
-	wake        chan struct{}
-	wakeOnce    sync.Once
+	mu         sync.Mutex
+	fails      int
+	died       map[string]bool // containers Docker reported dead since the last round
+	last       Observation     // the primary's last answer, for the RPO check
+	refused    bool            // FailoverRefused is firing
+	lastRejoin map[string]time.Time
+	lastReport Report
+	wake       chan struct{}
+	wakeOnce   sync.Once
 }
 
 // Observation is what the primary said when it last answered, and what the replica had received.
