@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,6 +109,7 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	metrics := agentsync.NewMetrics(reg)
 	var exclusive func(context.Context) (func(), error)
 	var dbWatch func(context.Context)
+	var dbCluster atomic.Pointer[failover.Cluster]
 	if cfg.Database.Enabled() {
 		exclusive = dbLock(cfg).Lock
 		dbMetrics := failover.NewMetrics(reg)
@@ -129,6 +131,7 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 				}
 			}
 			cl.Notify, cl.Metrics = events.Event, dbMetrics
+			dbCluster.Store(cl)
 			if err := watchDB(ctx, cfg, engine, cl, log); err != nil {
 				log.Error("database watch stopped", "err", err)
 				events.Event(ctx, "DatabaseWatchFailed", true, nil, err.Error())
@@ -165,6 +168,14 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	srv := api.NewServer(api.Handler(rec, api.Options{
 		Ref: cfg.Source.Ref, WebhookSecret: []byte(cfg.Webhook.Secret), APIToken: token, Listen: cfg.Listen,
 		Gatherer: reg, Log: log, Alerts: events.Firing,
+		Database: func() *failover.Report {
+			if cl := dbCluster.Load(); cl != nil {
+				if rep := cl.LastReport(); !rep.At.IsZero() {
+					return &rep
+				}
+			}
+			return nil
+		},
 	}))
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -67,6 +67,11 @@ func printStatus(w io.Writer, resp api.StatusResponse) {
 	}
 	tw.Flush()
 
+	if resp.Database != nil {
+		fmt.Fprintf(w, "\nDATABASE (the watch's view %s ago; docs/failover.md)\n", time.Since(resp.Database.At).Round(time.Second))
+		printDBReport(w, *resp.Database)
+	}
+
 	fmt.Fprintln(w, "\nALERTS (the agent's own, firing)")
 	if len(resp.Alerts) == 0 {
 		fmt.Fprintln(w, "none")

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hastack/hastack/internal/alerts"
+	"github.com/hastack/hastack/internal/failover"
 	agentsync "github.com/hastack/hastack/internal/sync"
 	"github.com/hastack/hastack/internal/webhook"
 )
@@ -48,13 +49,16 @@ type Options struct {
 	Log      *slog.Logger
 	// Alerts returns the agent's alerts that fire now, shown in the status; nil: none.
 	Alerts func() []alerts.Firing
+	// Database returns the database watch's last view; nil (or a nil func): no watch.
+	Database func() *failover.Report
 }
 
 // StatusResponse is GET /api/v1/status: the reconcile loop's status and the agent's firing
 // alerts.
 type StatusResponse struct {
 	agentsync.Status
-	Alerts []alerts.Firing `json:"alerts"`
+	Alerts   []alerts.Firing  `json:"alerts"`
+	Database *failover.Report `json:"database,omitempty"`
 }
 
 // MetricsHandler serves /metrics and /healthz only: for an address other programs reach (the
@@ -81,6 +85,9 @@ func Handler(r Reconciler, o Options) http.Handler {
 		resp := StatusResponse{Status: r.Status(req.Context()), Alerts: []alerts.Firing{}}
 		if o.Alerts != nil {
 			resp.Alerts = o.Alerts()
+		}
+		if o.Database != nil {
+			resp.Database = o.Database()
 		}
 		writeJSON(w, http.StatusOK, resp)
 	}))

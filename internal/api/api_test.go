@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hastack/hastack/internal/alerts"
+	"github.com/hastack/hastack/internal/failover"
 	agentsync "github.com/hastack/hastack/internal/sync"
 )
 
@@ -201,5 +202,23 @@ func TestStatusShowsFiringAlerts(t *testing.T) {
 	Handler(&fakeReconciler{}, Options{APIToken: testToken, Listen: testListen}).ServeHTTP(rr, apiReq("GET", "/api/v1/status", testToken))
 	if !strings.Contains(rr.Body.String(), `"alerts": []`) {
 		t.Fatalf("without alerts the status must say so with an empty list: %s", rr.Body.String())
+	}
+}
+
+func TestStatusShowsTheDatabaseWatch(t *testing.T) {
+	rep := &failover.Report{At: time.Now(), Primary: "db_slave", Servers: []failover.ServerReport{
+		{Service: "db_slave", Container: "db_slave", Role: "primary", Up: true},
+		{Service: "db_master", Container: "db_master", Role: "replica", Up: true, ReadOnly: true}}}
+	rr := httptest.NewRecorder()
+	Handler(&fakeReconciler{}, Options{APIToken: testToken, Listen: testListen, Database: func() *failover.Report { return rep }}).
+		ServeHTTP(rr, apiReq("GET", "/api/v1/status", testToken))
+	var got StatusResponse
+	if err := json.Unmarshal(rr.Body.Bytes(), &got); err != nil || got.Database == nil || got.Database.Primary != "db_slave" || len(got.Database.Servers) != 2 {
+		t.Fatalf("status %s: %v", rr.Body.String(), err)
+	}
+	rr = httptest.NewRecorder()
+	Handler(&fakeReconciler{}, Options{APIToken: testToken, Listen: testListen}).ServeHTTP(rr, apiReq("GET", "/api/v1/status", testToken))
+	if strings.Contains(rr.Body.String(), `"database"`) {
+		t.Fatalf("without a watch the status has no database section: %s", rr.Body.String())
 	}
 }
