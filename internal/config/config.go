@@ -28,6 +28,8 @@
 //     HASTACK_AGENT_API_TOKEN,      HASTACK_AGENT_API_TOKEN_FILE       api.token_file
 //     HASTACK_AGENT_SLACK_WEBHOOK_URL, HASTACK_AGENT_SLACK_WEBHOOK_URL_FILE  alerts.slack.webhook_url_file
 //     HASTACK_AGENT_SMTP_PASSWORD,  HASTACK_AGENT_SMTP_PASSWORD_FILE   alerts.email.password_file
+//     HASTACK_AGENT_DB_PASSWORD,    HASTACK_AGENT_DB_PASSWORD_FILE     database.password_file
+//     HASTACK_AGENT_DB_REPL_PASSWORD, HASTACK_AGENT_DB_REPL_PASSWORD_FILE  database.repl_password_file
 //
 //     Files are read once, at load; one trailing newline (\n or \r\n) is trimmed and an empty
 //     file is an error. The values end up in Source.Token, Webhook.Secret, API.Token,

@@ -863,3 +863,42 @@ func TestUnknownKeysMatchesYAML(t *testing.T) {
 		t.Errorf("%d unknown keys in testdata: the comparison proves little", found)
 	}
 }
+
+func TestValidateDatabase(t *testing.T) {
+	base := func() Config {
+		c := Default()
+		c.Source.URL = "https://git.example.com/ops/stack.git"
+		c.Database.Password, c.Database.ReplPassword = "agent-pw", "repl-pw"
+		return c
+	}
+	if err := base().Validate(); err != nil {
+		t.Fatalf("a complete database section: %v", err)
+	}
+	off := base()
+	off.Database.Failover, off.Database.ReplPassword = "off", ""
+	if err := off.Validate(); err != nil || off.Database.Enabled() {
+		t.Fatalf("failover off needs nothing else and watches nothing: %v", err)
+	}
+	for _, tc := range []struct {
+		field  string
+		change func(*Config)
+	}{
+		{"database.failover", func(c *Config) { c.Database.Failover = "sometimes" }},
+		{"database.servers", func(c *Config) { c.Database.Servers = []string{"db_master"} }},
+		{"database.servers", func(c *Config) { c.Database.Servers = []string{"db", "db"} }},
+		{"database.repl_password_file", func(c *Config) { c.Database.ReplPassword = "" }},
+		{"database.network", func(c *Config) { c.Database.Network = "" }},
+		{"database.roles_dir", func(c *Config) { c.Database.RolesDir = "var/lib" }},
+	} {
+		c := base()
+		tc.change(&c)
+		var fe *FieldError
+		if err := c.Validate(); !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("%s: got %v, want a FieldError for it", tc.field, err)
+		}
+	}
+	r := base().Redacted()
+	if r.Database.Password != "REDACTED" || r.Database.ReplPassword != "REDACTED" {
+		t.Fatalf("Redacted kept the database passwords: %+v", r.Database)
+	}
+}
