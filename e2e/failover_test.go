@@ -453,7 +453,7 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 		rep = w.waitSettled(t, ctx, time.Minute)
 		failed := wr.failuresBetween(start, end.Add(time.Second))
 		lost := wr.missingOn(t, ctx, rep.primary())
-		line := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+		line := grepLines(out, "switched over:")
 		t.Logf("switchover from %s: %s; writes failed %d; acknowledged %d, lost %d", from, line, failed, len(wr.acked), len(lost))
 		rows = append(rows, row{fault: "switchover (planned)", old: from, switchPause: line, switchFails: strconv.Itoa(failed)})
 		if rep.primary() == from {

@@ -76,7 +76,6 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeCl()
-	lock := dbLock(cfg)
 
 	switch sub {
 	case "status":
@@ -91,25 +90,22 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printDBReport(stdout, rep)
 		return nil
-	case "watch":
-		// The watch's alerts go where agent run's go (the alerts section).
-		delivery, err := newAlertDelivery(cfg.Alerts, log, prometheus.NewRegistry())
-		if err != nil {
-			return err
-		}
-		wctx, stop := context.WithCancel(ctx)
-		defer stop()
-		done := make(chan struct{})
-		go func() { defer close(done); delivery.Run(wctx) }()
-		cl.Notify = alerts.NewLogger(log, prometheus.NewRegistry()).DeliverTo(delivery).Event
-		err = watchDB(wctx, cfg, engine, cl, log)
-		stop()
-		<-done
+	}
+	// The alerts go where agent run's go (the alerts section); the last ones are delivered
+	// before the command returns.
+	delivery, err := newAlertDelivery(cfg.Alerts, log, prometheus.NewRegistry())
+	if err != nil {
 		return err
 	}
-	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	unlock, err := lock.Lock(lctx)
-	cancel()
+	dctx, stopDelivery := context.WithCancel(ctx)
+	delivered := make(chan struct{})
+	go func() { defer close(delivered); delivery.Run(dctx) }()
+	defer func() { stopDelivery(); <-delivered }()
+	cl.Notify = alerts.NewLogger(log, prometheus.NewRegistry()).DeliverTo(delivery).Event
+	if sub == "watch" {
+		return watchDB(ctx, cfg, engine, cl, log)
+	}
+	unlock, err := lockDatabases(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -129,6 +125,7 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			return err
 		}
+		cl.StartFenced(ctx) // the old primary, read-only: the watch makes it a replica
 		rep, _ := cl.Status(ctx)
 		fmt.Fprintf(stdout, "failed over: %s is the primary\n", rep.Primary)
 	}
@@ -137,6 +134,17 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func dbLock(cfg config.Config) failover.FileLock {
 	return failover.FileLock{File: filepath.Join(cfg.StateDir, "db.lock")}
+}
+
+// lockDatabases takes the database lock (waiting at most 30 s for a failover or switchover in
+// progress) for an operation that must not see the roles change.
+func lockDatabases(ctx context.Context, cfg config.Config) (func(), error) {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return dbLock(cfg).Lock(lctx)
 }
 
 // dbNode is a server as the agent last resolved it, cached so that a stopped container (whose
@@ -239,13 +247,22 @@ func newCluster(ctx context.Context, cfg config.Config, engine *docker.Client, l
 // events forwarded so that a dead primary is failed over at once.
 func watchDB(ctx context.Context, cfg config.Config, engine *docker.Client, cl *failover.Cluster, log *slog.Logger) error {
 	if v, ok := cl.Roles.(*failover.VolumeRoles); ok {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		rf, err := v.Refresh(rctx)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("read the roles file: %w", err)
+		// The roles as the containers see them, not a cache: retried until they can be read.
+		for {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			rf, err := v.Refresh(rctx)
+			cancel()
+			if err == nil {
+				log.Info("database watch", "primary", rf.Primary, "quarantined", strings.Join(rf.Quarantined, ","), "mode", cfg.Database.Failover)
+				break
+			}
+			log.Error("database watch: cannot read the roles file; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(5 * time.Second):
+			}
 		}
-		log.Info("database watch", "primary", rf.Primary, "quarantined", strings.Join(rf.Quarantined, ","), "mode", cfg.Database.Failover)
 	}
 	go forwardDeaths(ctx, engine, cfg.Compose.Project, cl, log)
 	cl.Watch(ctx, dbLock(cfg), 500*time.Millisecond)

@@ -85,6 +85,15 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer engine.Close()
 
+	if !*dryRun && (*target == "primary" || *target == cfg.Backup.Primary || *target == cfg.Backup.Replica) {
+		// No failover or switchover while the stack's databases are restored: the roles stay
+		// as planned, and root (which may write on a read-only server) writes only the primary.
+		unlock, err := lockDatabases(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	plan, err := planRestore(ctx, cfg, engine, m, *target, *targetPassword, !*noSafety)
 	if err != nil {
 		return err

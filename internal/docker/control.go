@@ -115,8 +115,12 @@ func (c *Client) WriteFile(ctx context.Context, containerName, dir, name string,
 // ErrNoFile is returned by ReadFile for a file that does not exist.
 var ErrNoFile = errors.New("no such file")
 
-// ReadFile reads a regular file of at most 64 KiB from the container.
+// ReadFile reads a regular file of at most 64 KiB from the container. ErrNoFile is for a file
+// that does not exist; a container that does not exist is another error.
 func (c *Client) ReadFile(ctx context.Context, containerName, file string) ([]byte, error) {
+	if _, err := c.api.ContainerInspect(ctx, containerName); err != nil {
+		return nil, fmt.Errorf("read %s in %s: %w", file, containerName, err)
+	}
 	rc, _, err := c.api.CopyFromContainer(ctx, containerName, file)
 	if client.IsErrNotFound(err) {
 		return nil, fmt.Errorf("read %s in %s: %w", file, containerName, ErrNoFile)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -72,15 +73,16 @@ type Cluster struct {
 	Observations *FileObservations
 	Metrics      *Metrics
 
-	mu         sync.Mutex
-	fails      int
-	died       map[string]bool // containers Docker reported dead since the last round
-	last       Observation     // the primary's last answer, for the RPO check
-	refused    bool            // FailoverRefused is firing
-	lastRejoin map[string]time.Time
-	lastReport Report
-	wake       chan struct{}
-	wakeOnce   sync.Once
+	mu          sync.Mutex
+	fails       int
+	died        map[string]bool // containers Docker reported dead since the last round
+	last        Observation     // the primary's last answer, for the RPO check
+	refused     bool            // FailoverRefused is firing
+	lastRejoin  map[string]time.Time
+	lastReport  Report
+	lastPrimary string // the primary of the last round: its failed probes are counted in fails
+	wake        chan struct{}
+	wakeOnce    sync.Once
 }
 
 // Observation is what the primary said when it last answered, and what the replica had received.
@@ -91,6 +93,11 @@ type Observation struct {
 	BinlogText string           `json:"binlog_pos"`
 	SemiSyncOn bool             `json:"semi_sync_on"`
 }
+
+// MaxObservationAge is how old the primary's last observation may be for an automatic
+// promotion: the time the watch needs to declare a primary dead, with room. An older one (the
+// agent was down, the watch not running) says nothing about the writes acknowledged since.
+const MaxObservationAge = 10 * time.Second
 
 // ErrNotSafe is returned when a promotion could lose acknowledged writes (use force).
 var ErrNotSafe = errors.New("promotion could lose acknowledged writes")
@@ -173,6 +180,9 @@ func (c *Cluster) Round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if p.Addr != c.lastPrimary {
+		c.fails, c.lastPrimary = 0, p.Addr // a new primary starts with a clean count
+	}
 	c.mu.Lock()
 	died := c.died[p.Container]
 	c.died = nil
@@ -202,6 +212,9 @@ func (c *Cluster) Round(ctx context.Context) error {
 		c.observe(p, pp.st)
 		if rp.err == nil {
 			return c.tendReplica(ctx, p, r, rf, pp.st, rp.st)
+		}
+		if slices.Contains(rf.Fenced, r.Addr) {
+			c.StartFenced(ctx)
 		}
 		return nil
 	}
@@ -305,6 +318,7 @@ func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force 
 	// it; then stop it. Only then may the replica accept writes.
 	old := rf
 	rf.Primary = r.Addr
+	rf.Fenced = append(without(rf.Fenced, p.Addr), p.Addr) // started again by the watch
 	if err := c.Roles.Write(ctx, rf); err != nil {
 		return fmt.Errorf("failover: name %s the primary: %w (nothing changed)", r.Container, err)
 	}
@@ -317,8 +331,9 @@ func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force 
 	}
 	fenced := time.Since(start)
 	if err := r.DB.Promote(ctx, c.applyTimeout()); err != nil {
-		// The roles file already names r: the next round tries the promotion again, and the
-		// old primary stays down meanwhile.
+		// The roles file already names r: the next round finishes the promotion
+		// (repairReadOnlyPrimary), and the old primary stays down meanwhile.
+		c.refuse(ctx, p, r, fmt.Sprintf("the promotion of %s failed after %s was fenced: %v", r.Container, p.Container, err))
 		return fmt.Errorf("failover: promote %s: %w", r.Container, err)
 	}
 	took := time.Since(start)
@@ -337,20 +352,8 @@ func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force 
 		"%s did not answer; %s is the primary now (promoted in %s, fenced: %s was stopped and starts read-only). "+
 			"%s rejoins as its replica by itself when it is back. Switch back with `agent db switchover` once `agent db status` shows it replicating.",
 		p.Container, r.Container, took.Round(time.Millisecond), p.Container, p.Container))
-	c.startFenced(ctx, p)
+	go c.StartFenced(context.WithoutCancel(ctx))
 	return nil
-}
-
-// startFenced starts a fenced server again in the background: the roles file makes it start
-// read-only, and the watch makes it a replica.
-func (c *Cluster) startFenced(ctx context.Context, n *Node) {
-	go func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := c.Engine.Start(sctx, n.Container); err != nil {
-			c.log().Warn("database: the fenced server did not start again", "server", n.Container, "error", err)
-		}
-	}()
 }
 
 func (c *Cluster) applyTimeout() time.Duration {
@@ -368,10 +371,14 @@ func (c *Cluster) unsafe(p *Node, rs mariadb.Status) string {
 	switch {
 	case !ok:
 		return "no observation of the primary (the watch has not seen it answer)"
+	case time.Since(obs.At) > MaxObservationAge:
+		return fmt.Sprintf("the last observation of the primary is %s old (the watch was not looking): the replica may lack writes acknowledged since", time.Since(obs.At).Round(time.Second))
 	case !obs.SemiSyncOn:
 		return fmt.Sprintf("semi-synchronous replication was off when %s last answered (%s): commits were not waiting for the replica", p.Container, obs.At.Format(time.RFC3339))
-	case rs.Replica == nil:
-		return "the replica has no replication state"
+	case rs.Replica == nil || rs.Replica.MasterHost != p.Addr:
+		return "the replica does not replicate from the primary"
+	case rs.Replica.SQLRunning != "Yes":
+		return fmt.Sprintf("the replica does not apply what it receives (SQL thread %s: %s)", rs.Replica.SQLRunning, rs.Replica.LastSQLError)
 	}
 	if behind := rs.Replica.IOPos.Behind(obs.BinlogPos); len(behind) > 0 {
 		return fmt.Sprintf("the replica had not received %s (the primary's last position)", behind)
@@ -412,6 +419,12 @@ func (c *Cluster) tendReplica(ctx context.Context, p, r *Node, rf RolesFile, ps,
 		c.notify(ctx, "FailoverRefused", false, map[string]string{"primary": p.Container}, "")
 	}
 	if rs.Replica.Replicating(p.Addr) {
+		if slices.Contains(rf.Fenced, r.Addr) {
+			rf.Fenced = without(rf.Fenced, r.Addr)
+			if err := c.Roles.Write(ctx, rf); err != nil {
+				return err
+			}
+		}
 		if rf.IsQuarantined(r.Addr) {
 			rf.Quarantined = without(rf.Quarantined, r.Addr)
 			if err := c.Roles.Write(ctx, rf); err != nil {
@@ -468,7 +481,9 @@ func (c *Cluster) tendReplica(ctx context.Context, p, r *Node, rf RolesFile, ps,
 
 // repairReadOnlyPrimary handles a named primary that is read-only: a promotion or a switchover
 // was interrupted. When the other server is writable the roles file is behind: it is corrected.
-// When neither is writable and the named one replicates from nobody, it accepts writes again.
+// Otherwise the promotion of the named server is finished (Promote is safe to repeat: it applies
+// what it received first, and only then accepts writes), the other fenced first when it does not
+// answer.
 func (c *Cluster) repairReadOnlyPrimary(ctx context.Context, p, r *Node, rf RolesFile, ps mariadb.Status, rp probe) error {
 	log := c.log().With("primary", p.Container)
 	if rp.err == nil && !rp.st.ReadOnly {
@@ -476,27 +491,66 @@ func (c *Cluster) repairReadOnlyPrimary(ctx context.Context, p, r *Node, rf Role
 		rf.Primary = r.Addr
 		return c.Roles.Write(ctx, rf)
 	}
-	if ps.Replica != nil && (ps.Replica.IORunning != "No" || ps.Replica.SQLRunning == "Yes") {
-		// Still a replica (an interrupted promotion): promote it; the other is fenced or not
-		// writable (checked above).
-		log.Warn("database: the named primary is still a replica (an interrupted promotion): finishing it", "other", r.Container)
-		fenced := false
-		if rp.err != nil && !mariadb.Answered(rp.err) {
-			if err := c.Engine.Kill(ctx, r.Container); err != nil {
-				return fmt.Errorf("fence %s before finishing the promotion: %w", r.Container, err)
-			}
-			fenced = true
-		}
-		if err := p.DB.Promote(ctx, c.applyTimeout()); err != nil {
-			return fmt.Errorf("finish the promotion of %s: %w", p.Container, err)
-		}
-		if fenced {
-			c.startFenced(ctx, r)
-		}
-		return nil
+	if fresh, err := c.freshRoles(ctx); err != nil || fresh.Primary != rf.Primary {
+		return fmt.Errorf("the roles file changed or cannot be read (%v): not repairing on a stale view", err)
 	}
-	log.Warn("database: the primary was left read-only (an interrupted switchover): accepting writes again")
-	return p.DB.SetReadOnly(ctx, false)
+	log.Warn("database: the named primary is read-only (an interrupted promotion or switchover): finishing its promotion", "other", r.Container)
+	if rp.err != nil && !mariadb.Answered(rp.err) {
+		if err := c.Engine.Kill(ctx, r.Container); err != nil {
+			return fmt.Errorf("fence %s before finishing the promotion: %w", r.Container, err)
+		}
+		c.markFenced(ctx, r)
+	}
+	if err := p.DB.Promote(ctx, c.applyTimeout()); err != nil {
+		c.refuse(ctx, p, r, fmt.Sprintf("finishing the promotion of %s failed: %v", p.Container, err))
+		return fmt.Errorf("finish the promotion of %s: %w", p.Container, err)
+	}
+	return nil
+}
+
+// freshRoles reads the roles from where the database containers read them (not a cache), when
+// the store can: before acting on a repair.
+func (c *Cluster) freshRoles(ctx context.Context) (RolesFile, error) {
+	if r, ok := c.Roles.(interface {
+		Refresh(context.Context) (RolesFile, error)
+	}); ok {
+		return r.Refresh(ctx)
+	}
+	return c.Roles.Read(ctx)
+}
+
+// markFenced records that the agent stopped n: the watch starts it again until it answers
+// (a `docker kill`ed container is not restarted by Docker's restart policy).
+func (c *Cluster) markFenced(ctx context.Context, n *Node) {
+	rf, err := c.Roles.Read(ctx)
+	if err == nil && !slices.Contains(rf.Fenced, n.Addr) {
+		rf.Fenced = append(rf.Fenced, n.Addr)
+		err = c.Roles.Write(ctx, rf)
+	}
+	if err != nil {
+		c.log().Warn("database: cannot record the fenced server", "server", n.Container, "error", err)
+	}
+}
+
+// StartFenced starts every server the agent fenced that is not running: it comes up read-only
+// (the roles file) and the watch makes it a replica. It waits for Docker.
+func (c *Cluster) StartFenced(ctx context.Context) {
+	rf, err := c.Roles.Read(ctx)
+	if err != nil {
+		return
+	}
+	for _, n := range c.Nodes {
+		if !slices.Contains(rf.Fenced, n.Addr) || rf.IsQuarantined(n.Addr) {
+			continue
+		}
+		if running, err := c.Engine.Running(ctx, n.Container); err != nil || running {
+			continue
+		}
+		c.log().Info("database: starting the fenced server again", "server", n.Container)
+		if err := c.Engine.Start(ctx, n.Container); err != nil {
+			c.log().Warn("database: the fenced server did not start", "server", n.Container, "error", err)
+		}
+	}
 }
 
 func without(list []string, v string) []string {

@@ -383,12 +383,81 @@ func TestStaleRolesFileIsCorrected(t *testing.T) {
 	}
 }
 
-func TestInterruptedSwitchoverIsUndone(t *testing.T) {
+func TestInterruptedSwitchoverIsFinished(t *testing.T) {
 	f := newFixture(t)
 	f.master.st.ReadOnly = true // left read-only, the replica still replicating
 	f.rounds(t, 1)
-	if f.w.index("db_master read_only=false") < 0 {
+	// Promote, not a bare read_only=OFF: it also turns semi-sync on and forgets any old primary.
+	if f.w.index("db_master promote") < 0 || f.master.st.ReadOnly {
 		t.Fatalf("%q", f.w.actions)
+	}
+}
+
+func TestStaleObservationRefuses(t *testing.T) {
+	f := newFixture(t)
+	f.rounds(t, 1)
+	f.c.last.At = time.Now().Add(-time.Minute) // the watch was not looking meanwhile
+	f.master.down = true
+	f.rounds(t, 3)
+	if f.w.index("db_slave promote") >= 0 || !slices.Contains(f.w.alerts, "FailoverRefused") {
+		t.Fatalf("promoted on a minute-old observation: %q %q", f.w.actions, f.w.alerts)
+	}
+}
+
+func TestReplicaNotApplyingRefuses(t *testing.T) {
+	f := newFixture(t)
+	f.rounds(t, 1)
+	f.slave.st.Replica.SQLRunning, f.slave.st.Replica.LastSQLError = "No", "Duplicate entry"
+	f.master.down = true
+	f.rounds(t, 3)
+	if f.w.index("kill db_master") >= 0 || f.w.index("db_slave promote") >= 0 {
+		t.Fatalf("promoted a replica whose SQL thread stopped: %q", f.w.actions)
+	}
+}
+
+func TestFencedServerIsStartedAgain(t *testing.T) {
+	f := newFixture(t)
+	f.rounds(t, 1)
+	f.master.down = true
+	f.engine.stopped["db_master"] = true
+	f.c.Died("db_master")
+	f.rounds(t, 1)
+	if !slices.Contains(f.roles.rf.Fenced, ".21") {
+		t.Fatalf("the fenced server is not recorded: %+v", f.roles.rf)
+	}
+	// Whatever happened to the background start, the next round starts it.
+	f.rounds(t, 1)
+	if f.w.index("start db_master") < 0 {
+		t.Fatalf("the fenced server was not started: %q", f.w.actions)
+	}
+	// Back and replicating: no longer fenced.
+	f.engine.stopped["db_master"] = false
+	f.master.down = false
+	f.master.st.ReadOnly = true
+	f.master.st.Replica = &mariadb.ReplicaStatus{MasterHost: ".22", IORunning: "Yes", SQLRunning: "Yes"}
+	f.rounds(t, 1)
+	if slices.Contains(f.roles.rf.Fenced, ".21") {
+		t.Fatalf("still fenced after rejoining: %+v", f.roles.rf)
+	}
+}
+
+func TestFailedPromotionIsFinishedNextRound(t *testing.T) {
+	f := newFixture(t)
+	f.rounds(t, 1)
+	f.master.down = true
+	f.engine.stopped["db_master"] = true
+	f.c.Died("db_master")
+	f.slave.promoteErr = errors.New("timeout")
+	if err := f.c.Round(context.Background()); err == nil {
+		t.Fatal("a failed promotion was not reported")
+	}
+	if !slices.Contains(f.w.alerts, "FailoverRefused") || f.roles.rf.Primary != ".22" {
+		t.Fatalf("alerts %q roles %+v", f.w.alerts, f.roles.rf)
+	}
+	f.slave.promoteErr = nil
+	f.rounds(t, 1)
+	if f.slave.st.ReadOnly {
+		t.Fatalf("the promotion was not finished: %q", f.w.actions)
 	}
 }
 

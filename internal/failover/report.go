@@ -94,22 +94,32 @@ type Locker interface {
 }
 
 // Watch runs a Round every interval until ctx ends, skipping rounds while another process holds
-// the lock (a deploy, `agent db switchover`).
+// the lock (a deploy, `agent db switchover`). A round is not cut short by ctx: a failover stops
+// at a step boundary, not between the fencing and the promotion.
 func (c *Cluster) Watch(ctx context.Context, lock Locker, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var lastErr string
 	for {
 		unlock, ok, err := lock.TryLock()
-		if err != nil {
+		switch {
+		case err != nil:
 			c.log().Error("database watch: lock", "error", err)
-		} else if ok {
-			err := c.Round(ctx)
+		case !ok:
+			// A death reported while someone else holds the lock is theirs (a deploy
+			// recreating the server), not a reason to skip the probes later.
+			c.mu.Lock()
+			c.died = nil
+			c.mu.Unlock()
+		default:
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			err := c.Round(rctx)
+			cancel()
 			unlock()
-			if c.Metrics != nil {
-				c.Metrics.lastRound.SetToCurrentTime()
+			if err == nil && c.Metrics != nil {
+				c.Metrics.lastRound.SetToCurrentTime() // a watch that fails every round is stale
 			}
-			if err != nil && err.Error() != lastErr && ctx.Err() == nil {
+			if err != nil && err.Error() != lastErr {
 				c.log().Error("database watch", "error", err)
 			}
 			lastErr = ""
@@ -145,7 +155,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		semiSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hastack_db_semi_sync_active",
 			Help: "Whether the primary's commits wait for the replica (semi-synchronous replication); 0 means no automatic failover."}),
 		primaryChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "hastack_db_primary_changes_total",
-			Help: "Failovers and switchovers done by this agent."}),
+			Help: "Failovers done by this agent's watch."}),
 		lastRound: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hastack_db_watch_last_round_timestamp_seconds",
 			Help: "When the database watch last looked at the servers."}),
 	}

@@ -20,6 +20,9 @@ import (
 type RolesFile struct {
 	Primary     string   `json:"primary"`
 	Quarantined []string `json:"quarantined,omitempty"`
+	// Fenced are the servers the agent stopped and starts again until they rejoin (kept in the
+	// agent's cache only: the containers do not need it).
+	Fenced []string `json:"fenced,omitempty"`
 }
 
 // IsQuarantined tells whether the server at addr is quarantined.
@@ -52,11 +55,16 @@ type VolumeRoles struct {
 
 // Read returns the cached roles; without a cache it reads the volume (Refresh).
 func (v *VolumeRoles) Read(ctx context.Context) (RolesFile, error) {
-	var rf RolesFile
-	b, err := os.ReadFile(v.CacheFile)
+	rf, err := v.readCache()
 	if errors.Is(err, fs.ErrNotExist) {
 		return v.Refresh(ctx)
 	}
+	return rf, err
+}
+
+func (v *VolumeRoles) readCache() (RolesFile, error) {
+	var rf RolesFile
+	b, err := os.ReadFile(v.CacheFile)
 	if err != nil {
 		return rf, err
 	}
@@ -87,6 +95,9 @@ func (v *VolumeRoles) Refresh(ctx context.Context) (RolesFile, error) {
 		}
 	case !isNoFile(err):
 		return rf, err
+	}
+	if cached, err := v.readCache(); err == nil {
+		rf.Fenced = cached.Fenced
 	}
 	return rf, writeJSON(v.CacheFile, rf)
 }
@@ -136,7 +147,7 @@ func writeJSON(file string, v any) error {
 }
 
 // FileObservations keeps the watch's last observation of the primary in a file, for
-// `agent db failover` in another process. Saves are throttled to one per 2 s.
+// `agent db failover` in another process: at every change, and every 2 s while nothing changes.
 type FileObservations struct {
 	File  string
 	mu    sync.Mutex
@@ -144,11 +155,11 @@ type FileObservations struct {
 	prev  Observation
 }
 
-// Save writes obs unless the same was written in the last 2 s.
+// Save writes obs unless the same position and state were written in the last 2 s.
 func (o *FileObservations) Save(obs Observation) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if time.Since(o.saved) < 2*time.Second && obs.Primary == o.prev.Primary && obs.SemiSyncOn == o.prev.SemiSyncOn {
+	if time.Since(o.saved) < 2*time.Second && obs.Primary == o.prev.Primary && obs.SemiSyncOn == o.prev.SemiSyncOn && obs.BinlogText == o.prev.BinlogText {
 		return nil
 	}
 	o.saved, o.prev = time.Now(), obs

@@ -71,6 +71,11 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 			continue
 		}
 		err = stack.Up(ctx, s)
+		if dbs := r.exclusiveOf([]string{s}); err == nil && len(dbs) > 0 {
+			wctx, cancel := context.WithTimeout(ctx, ExclusiveWait)
+			_ = r.waitReady(wctx, dbs) // the watch waits while the server starts, as in a deploy
+			cancel()
+		}
 		unlock()
 		if err != nil {
 			r.log.Error("drift: restore failed", "service", s, "err", err)

@@ -89,10 +89,28 @@ type Options struct {
 	ExclusiveServices []string
 }
 
+// ExclusiveWait bounds how long a deploy keeps the database watch waiting for a database
+// server it started to become ready.
+const ExclusiveWait = time.Minute
+
+// exclusiveOf returns the services among services that are ExclusiveServices.
+func (r *Reconciler) exclusiveOf(services []string) []string {
+	if r.opts.Exclusive == nil {
+		return nil
+	}
+	var out []string
+	for _, s := range services {
+		if slices.Contains(r.opts.ExclusiveServices, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // exclusive takes Options.Exclusive when services include one of ExclusiveServices; the
 // returned func releases it (a no-op otherwise).
 func (r *Reconciler) exclusive(ctx context.Context, services []string) (func(), error) {
-	if r.opts.Exclusive == nil || !slices.ContainsFunc(services, func(s string) bool { return slices.Contains(r.opts.ExclusiveServices, s) }) {
+	if len(r.exclusiveOf(services)) == 0 {
 		return func() {}, nil
 	}
 	return r.opts.Exclusive(ctx)
@@ -394,17 +412,24 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack) (plan Plan, 
 		touched = true
 		unlock, err := r.exclusive(ctx, step)
 		if err != nil {
-			return plan, false, err
+			return plan, touched, err
 		}
 		if err := stack.Up(ctx, step...); err != nil {
 			unlock()
 			return plan, true, fmt.Errorf("up %s: %w", strings.Join(step, " "), err)
 		}
+		// The database watch waits while the databases of the step start (at most
+		// ExclusiveWait: a server that does not become ready, quarantined say, must not keep
+		// the watch from failing over a primary that dies meanwhile).
+		if dbs := r.exclusiveOf(step); len(dbs) > 0 {
+			wctx, cancel := context.WithTimeout(ctx, ExclusiveWait)
+			_ = r.waitReady(wctx, dbs)
+			cancel()
+		}
+		unlock()
 		// Each step healthy before the next: a rolling member before its sibling goes, the
 		// base services before what depends on them.
-		err = r.waitReady(ctx, step)
-		unlock()
-		if err != nil {
+		if err := r.waitReady(ctx, step); err != nil {
 			return plan, true, err
 		}
 	}

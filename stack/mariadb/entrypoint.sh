@@ -55,14 +55,17 @@ if [ -n "$ADDRESS" ] && [ -f "$ROLES_DIR/primary" ]; then
 		[ -z "$named" ] || break
 		sleep 0.2
 	done
-	if [ -n "$named" ]; then
-		if [ "$named" = "$ADDRESS" ]; then
-			ROLE=primary
-		else
-			ROLE=replica
-			PRIMARY=$named
-		fi
-		log "the roles file names $named the primary: starting as $ROLE"
+	if [ -z "$named" ]; then
+		# A roles file that says nothing: never start writable on a guess.
+		ROLE=replica
+		log "the roles file is empty: starting read-only (the agent makes this server what it is)"
+	elif [ "$named" = "$ADDRESS" ]; then
+		ROLE=primary
+		log "the roles file names this server the primary"
+	else
+		ROLE=replica
+		PRIMARY=$named
+		log "the roles file names $named the primary: starting as its replica (read-only)"
 	fi
 fi
 
@@ -77,7 +80,10 @@ AGENT_PW=""
 as_mysql=()
 if [ "$(id -u)" = 0 ]; then as_mysql=(--user=mysql); fi
 
-args=("${as_mysql[@]}" --datadir="$DATADIR" --server-id="$SERVER_ID" --report-host="$(hostname)")
+# Each server numbers new rows apart (offset = server id, step 2): an id the old primary handed
+# out is never handed out again by the new one after a failover.
+args=("${as_mysql[@]}" --datadir="$DATADIR" --server-id="$SERVER_ID" --report-host="$(hostname)"
+	--auto-increment-increment=2 --auto-increment-offset="$SERVER_ID")
 if [ "$ROLE" = primary ]; then
 	args+=(--rpl-semi-sync-master-enabled=ON)
 else

@@ -74,12 +74,17 @@ const DB_READ_ONLY = 1290;
 // (a switchover pauses writes for less). A server is tried only when it greets within 200 ms,
 // so a dead one costs no connect timeout: the page answers within 1 s. Returns [connection,
 // address].
-function db_write(callable $write, float $patience = 0.5): array
+function db_write(callable $write, float $patience = 0.4): array
 {
     $deadline = microtime(true) + $patience;
     $last = null;
     while (true) {
         foreach (db_roles() as $addr) {
+            // An attempt may take 0.2 s (the greeting) and a little more: none starts once the
+            // patience is spent, so the page answers well within nginx's 1 s.
+            if ($last !== null && microtime(true) >= $deadline) {
+                break;
+            }
             if (!db_available($addr, 0.2)) {
                 $last = $last ?? new RuntimeException("$addr is out (db-health) or sends no greeting within 200 ms");
                 continue;
