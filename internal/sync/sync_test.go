@@ -427,3 +427,43 @@ func TestPersistentPathsAreShared(t *testing.T) {
 		t.Fatalf("nginx/ssl not linked: %v", err)
 	}
 }
+
+// A deploy holds the database lock around the step that starts a database, and only that step.
+func TestDeployHoldsTheDatabaseLockAroundDatabaseSteps(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = release{services: services("1")}
+	w.head = c1
+	r, _ := newTestReconciler(t, w, ev)
+	var held []string // the up calls made while the lock was held
+	locked := false
+	r.opts.ExclusiveServices = []string{"db"}
+	r.opts.Exclusive = func(context.Context) (func(), error) {
+		if locked {
+			t.Error("the lock was taken twice")
+		}
+		locked = true
+		return func() { locked = false }, nil
+	}
+	stack := w.stack
+	r.newStack = func(dir string, files []string) Stack {
+		return upHook{Stack: stack(dir, files), before: func(services []string) {
+			if locked {
+				held = append(held, strings.Join(services, ","))
+			}
+		}}
+	}
+	r.SyncOnce(context.Background(), "test")
+	if !reflect.DeepEqual(held, []string{"db"}) || locked {
+		t.Fatalf("up calls under the lock %v (still locked %v), want [db]", held, locked)
+	}
+}
+
+type upHook struct {
+	Stack
+	before func([]string)
+}
+
+func (u upHook) Up(ctx context.Context, services ...string) error {
+	u.before(services)
+	return u.Stack.Up(ctx, services...)
+}
