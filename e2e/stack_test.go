@@ -125,7 +125,7 @@ func TestStack(t *testing.T) {
 		{"every Prometheus target is up", testTargetsUp},
 		{"every dashboard panel query returns data", testDashboardQueries},
 		{"no failed or slow request when web1 stops, dies, hangs or is cut off under load", testWebFaultsUnderLoad},
-		{"the replica stopped or hung under load: no failed request, p99 within 200 ms of no fault", testReplicaLossUnderLoad},
+		{"the replica stopped, killed, hung or cut off under load: no failed request, p99 within 200 ms of no fault", testReplicaLossUnderLoad},
 		{"the primary killed, stopped, hung or cut off under load: automatic failover, no acknowledged write lost, reads never fail; switchover back", testPrimaryFailover},
 		{"a user's own certificate in nginx/ssl is used", testUserCertificate},
 		{"a replica with a wiped volume re-seeds and catches up", testReplicaReseed},
@@ -633,13 +633,22 @@ func testReplicaLossUnderLoad(t *testing.T, ctx context.Context) {
 		}
 		return r
 	}
-	for _, f := range []struct{ name, inject, heal string }{{"stopped", "stop", "start"}, {"hung", "pause", "unpause"}} {
+	dataNet := project + "_data"
+	for _, f := range []struct {
+		name         string
+		inject, heal []string // docker arguments, the container last
+	}{
+		{"stopped", []string{"stop"}, []string{"start"}},
+		{"killed", []string{"kill"}, []string{"start"}},
+		{"hung", []string{"pause"}, []string{"unpause"}},
+		{"cut from the data network", []string{"network", "disconnect", dataNet}, []string{"network", "connect", "--ip", dataNetPrefix + ".22", dataNet}},
+	} {
 		t.Run(f.name, func(t *testing.T) {
 			if err := waitHealthy(ctx, 2*time.Minute, "db_slave"); err != nil {
 				t.Fatal(err)
 			}
 			base := load(6 * time.Second)
-			if _, err := st.run(ctx, "docker", f.inject, c("db_slave")); err != nil {
+			if _, err := st.run(ctx, "docker", append(f.inject, c("db_slave"))...); err != nil {
 				t.Fatal(err)
 			}
 			fault := load(8 * time.Second)
@@ -647,7 +656,7 @@ func testReplicaLossUnderLoad(t *testing.T, ctx context.Context) {
 			for range 3 {
 				readFrom = append(readFrom, fetchPageAllowErrors(t).ReadFrom)
 			}
-			if _, err := st.run(ctx, "docker", f.heal, c("db_slave")); err != nil {
+			if _, err := st.run(ctx, "docker", append(f.heal, c("db_slave"))...); err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("no fault: %d requests, p99 %v, slowest %v; replica %s: %d requests, p99 %v, slowest %v, failures %d",
