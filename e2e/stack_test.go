@@ -633,6 +633,10 @@ func testReplicaLossUnderLoad(t *testing.T, ctx context.Context) {
 		}
 		return r
 	}
+	// The agent's database watch runs, as `agent run` does: it brings the replica back when
+	// MariaDB does not by itself (after a cut, a hung binlog dump thread on the primary keeps
+	// it out until semi-sync is restarted there).
+	w := startDBWatch(t)
 	dataNet := project + "_data"
 	for _, f := range []struct {
 		name         string
@@ -678,6 +682,8 @@ func testReplicaLossUnderLoad(t *testing.T, ctx context.Context) {
 	if err := waitHealthy(ctx, 2*time.Minute, "db_slave"); err != nil {
 		t.Fatal(err)
 	}
+	// The pair is whole again: the replica in sync, commits waiting for it (semi-sync).
+	w.waitSettled(t, ctx, 2*time.Minute)
 }
 
 func testUserCertificate(t *testing.T, ctx context.Context) {

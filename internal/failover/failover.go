@@ -36,6 +36,7 @@ type DB interface {
 	Promote(ctx context.Context, applyTimeout time.Duration) error
 	ReplicateFrom(ctx context.Context, primary, user, password string) error
 	StopReplication(ctx context.Context) error
+	RestartSemiSync(ctx context.Context) error
 	WaitApplied(ctx context.Context, pos mariadb.GTIDList, timeout time.Duration) error
 }
 
@@ -81,8 +82,11 @@ type Cluster struct {
 	lastRejoin  map[string]time.Time
 	lastReport  Report
 	lastPrimary string // the primary of the last round: its failed probes are counted in fails
-	wake        chan struct{}
-	wakeOnce    sync.Once
+	// semiOffSince is when the primary's semi-sync was first seen off while its replica
+	// replicates from it; semiRestarted when the watch last restarted it.
+	semiOffSince, semiRestarted time.Time
+	wake                        chan struct{}
+	wakeOnce                    sync.Once
 }
 
 // Observation is what the primary said when it last answered, and what the replica had received.
@@ -418,6 +422,7 @@ func (c *Cluster) tendReplica(ctx context.Context, p, r *Node, rf RolesFile, ps,
 		c.mu.Unlock()
 		c.notify(ctx, "FailoverRefused", false, map[string]string{"primary": p.Container}, "")
 	}
+	c.unstickSemiSync(ctx, p, r, rf, ps, rs)
 	if rs.Replica.Replicating(p.Addr) {
 		if slices.Contains(rf.Fenced, r.Addr) {
 			rf.Fenced = without(rf.Fenced, r.Addr)
@@ -477,6 +482,33 @@ func (c *Cluster) tendReplica(ctx context.Context, p, r *Node, rf RolesFile, ps,
 		return fmt.Errorf("make %s a replica of %s: %w", r.Container, p.Container, err)
 	}
 	return nil
+}
+
+// SemiSyncStuckAfter is how long the primary's semi-sync may stay off while its replica answers
+// and is configured to replicate from it before the watch restarts semi-sync on the primary.
+const SemiSyncStuckAfter = 10 * time.Second
+
+// unstickSemiSync restarts the primary's semi-sync when it has been off for SemiSyncStuckAfter
+// while the replica is up and points at it: a hung dump thread of a broken connection keeps
+// the replica out (MariaDB 11.8), and with it every automatic failover. At most every 30 s.
+func (c *Cluster) unstickSemiSync(ctx context.Context, p, r *Node, rf RolesFile, ps, rs mariadb.Status) {
+	if ps.SemiSyncOn || rs.Replica == nil || rs.Replica.MasterHost != p.Addr || rf.IsQuarantined(r.Addr) {
+		c.semiOffSince = time.Time{}
+		return
+	}
+	if c.semiOffSince.IsZero() {
+		c.semiOffSince = time.Now()
+		return
+	}
+	if time.Since(c.semiOffSince) < SemiSyncStuckAfter || time.Since(c.semiRestarted) < 30*time.Second {
+		return
+	}
+	c.semiRestarted = time.Now()
+	c.log().Warn("database: semi-sync has been off on the primary while its replica points at it: restarting it",
+		"primary", p.Container, "off_for", time.Since(c.semiOffSince).Round(time.Second), "replica_io", rs.Replica.IORunning)
+	if err := p.DB.RestartSemiSync(ctx); err != nil {
+		c.log().Warn("database: cannot restart semi-sync", "primary", p.Container, "error", err)
+	}
 }
 
 // repairReadOnlyPrimary handles a named primary that is read-only: a promotion or a switchover

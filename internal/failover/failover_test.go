@@ -93,6 +93,11 @@ func (f *fakeDB) StopReplication(context.Context) error {
 	return nil
 }
 
+func (f *fakeDB) RestartSemiSync(context.Context) error {
+	f.w.do(f.name + " restart semi-sync")
+	return nil
+}
+
 func (f *fakeDB) WaitApplied(context.Context, mariadb.GTIDList, time.Duration) error {
 	f.w.do(f.name + " wait applied")
 	return f.waitErr
@@ -547,5 +552,20 @@ func TestDiedContainerNeedsNoProbe(t *testing.T) {
 	f.rounds(t, 1)
 	if f.w.index("db_slave promote") < 0 {
 		t.Fatalf("no promotion: %q", f.w.actions)
+	}
+}
+
+func TestStuckSemiSyncIsRestarted(t *testing.T) {
+	f := newFixture(t)
+	f.master.st.SemiSyncOn = false
+	f.slave.st.Replica.IORunning = "Connecting"
+	f.rounds(t, 2)
+	if f.w.index("db_master restart semi-sync") >= 0 {
+		t.Fatal("restarted at once")
+	}
+	f.c.semiOffSince = time.Now().Add(-SemiSyncStuckAfter - time.Second)
+	f.rounds(t, 2)
+	if n := strings.Count(strings.Join(f.w.actions, "|"), "db_master restart semi-sync"); n != 1 {
+		t.Fatalf("restarted %d times, want once: %q", n, f.w.actions)
 	}
 }

@@ -248,6 +248,17 @@ func (s *Server) ReplicateFrom(ctx context.Context, primary, user, password stri
 	return nil
 }
 
+// RestartSemiSync turns the primary side of semi-synchronous replication off and on again. It
+// frees a binlog dump thread that MariaDB 11.8 can leave hanging ("Waiting to finalize
+// termination") after a replica's connection broke, which keeps the replica from connecting
+// again (measured: a replica cut from the network and reconnected).
+func (s *Server) RestartSemiSync(ctx context.Context) error {
+	if err := s.exec(ctx, "turn semi-sync off", "SET GLOBAL rpl_semi_sync_master_enabled = OFF"); err != nil {
+		return err
+	}
+	return s.exec(ctx, "turn semi-sync on", "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+}
+
 // StopReplication stops the replica's threads (a quarantined server replicates nothing).
 func (s *Server) StopReplication(ctx context.Context) error {
 	return s.exec(ctx, "stop replication", "STOP SLAVE")
