@@ -46,9 +46,13 @@ try {
     }
     $reader = db_connect($replicaHost);
     $result['read_from'] = 'replica';
-    $result['replica_gtid'] = $reader->query('SELECT @@gtid_slave_pos')->fetch_row()[0];
-    if ($result['primary_gtid'] !== null) {
-        $result['replica_in_sync'] = $result['replica_gtid'] === $result['primary_gtid'];
+    // Compared with the write's position only: a reader does not ask (@@gtid_slave_pos waits
+    // while the replica's threads stop, as in a promotion).
+    if ($write) {
+        $result['replica_gtid'] = $reader->query('SELECT @@gtid_slave_pos')->fetch_row()[0];
+        if ($result['primary_gtid'] !== null) {
+            $result['replica_in_sync'] = $result['replica_gtid'] === $result['primary_gtid'];
+        }
     }
 } catch (Throwable $e) {
     $fail('replica', $e);
