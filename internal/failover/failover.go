@@ -343,6 +343,7 @@ func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force 
 	took := time.Since(start)
 	c.mu.Lock()
 	c.fails = 0
+	wasRefused := c.refused
 	c.refused = false
 	c.last = Observation{}
 	c.mu.Unlock()
@@ -351,7 +352,9 @@ func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force 
 	}
 	log.Warn("database: failed over", "took", took.Round(time.Millisecond), "fencing", fenced.Round(time.Millisecond))
 	labels := map[string]string{"old_primary": p.Container, "new_primary": r.Container}
-	c.notify(ctx, "FailoverRefused", false, map[string]string{"primary": p.Container}, "")
+	if wasRefused {
+		c.notify(ctx, "FailoverRefused", false, map[string]string{"primary": p.Container}, "")
+	}
 	c.notify(ctx, "DatabaseFailover", true, labels, fmt.Sprintf(
 		"%s did not answer; %s is the primary now (promoted in %s, fenced: %s was stopped and starts read-only). "+
 			"%s rejoins as its replica by itself when it is back. Switch back with `agent db switchover` once `agent db status` shows it replicating.",
