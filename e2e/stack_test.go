@@ -749,8 +749,17 @@ func testReplicaReseed(t *testing.T, ctx context.Context) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// New writes flow again.
-	p := fetchPage(t)
+	// New writes flow again, and the page reads from the replica again (db-health puts it back
+	// after its probes; a server that just started may greet late for a moment).
+	var p pageResult
+	if err := eventually(15*time.Second, 500*time.Millisecond, func() error {
+		if p = fetchPageAllowErrors(t); len(p.Errors) > 0 || p.ReadFrom != "replica" {
+			return fmt.Errorf("page read from %q with errors %v", p.ReadFrom, p.Errors)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := eventually(5*time.Second, 100*time.Millisecond, func() error {
 		if st.rootSQL(t, ctx, "db_slave", fmt.Sprintf("SELECT COUNT(*) FROM app.visits WHERE id=%d", p.VisitID)) != "1" {
 			return fmt.Errorf("visit %d not replicated", p.VisitID)
