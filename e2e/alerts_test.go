@@ -156,9 +156,16 @@ func startReceivers(slackAddr, smtpAddr string) (*receivers, func(), error) {
 		ln.Close()
 		return nil, nil, err
 	}
-	stop := func() { ln.Close(); cmd.Process.Kill(); cmd.Wait() }
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop := func() { ln.Close(); cmd.Process.Kill(); <-exited }
 	r.mailAPI = "http://" + apiAddr
 	if err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+		select {
+		case <-exited:
+			return fmt.Errorf("mailpit exited")
+		default:
+		}
 		resp, err := http.Get(r.mailAPI + "/api/v1/messages")
 		if err != nil {
 			return err
@@ -168,6 +175,14 @@ func startReceivers(slackAddr, smtpAddr string) (*receivers, func(), error) {
 	}); err != nil {
 		stop()
 		return nil, nil, fmt.Errorf("mailpit did not start: %v\n%s", err, out.String())
+	}
+	// Its SMTP listener binds after its API: one that cannot (the port taken, say by a mailpit
+	// left behind by a killed run) makes it exit a moment later.
+	select {
+	case <-exited:
+		ln.Close()
+		return nil, nil, fmt.Errorf("mailpit exited after starting (is %s taken? a mailpit left by an earlier run: pkill mailpit): %s", smtpAddr, out.String())
+	case <-time.After(time.Second):
 	}
 	return r, stop, nil
 }
