@@ -85,6 +85,7 @@ type Cluster struct {
 	// semiOffSince is when the primary's semi-sync was first seen off while its replica
 	// replicates from it; semiRestarted when the watch last restarted it.
 	semiOffSince, semiRestarted time.Time
+	started                     time.Time // the first round
 	wake                        chan struct{}
 	wakeOnce                    sync.Once
 }
@@ -102,6 +103,13 @@ type Observation struct {
 // promotion: the time the watch needs to declare a primary dead, with room. An older one (the
 // agent was down, the watch not running) says nothing about the writes acknowledged since.
 const MaxObservationAge = 10 * time.Second
+
+// reasonNoObservation is the refusal of a watch that has not seen the primary answer yet.
+const reasonNoObservation = "no observation of the primary (the watch has not seen it answer)"
+
+// StartupGrace is how long after the watch's start a primary it has never seen answer is not
+// alerted on: at a host's boot the agent starts before MariaDB has finished its recovery.
+const StartupGrace = time.Minute
 
 // ErrNotSafe is returned when a promotion could lose acknowledged writes (use force).
 var ErrNotSafe = errors.New("promotion could lose acknowledged writes")
@@ -183,6 +191,9 @@ func (c *Cluster) Round(ctx context.Context) error {
 	p, r, rf, err := c.roles(ctx)
 	if err != nil {
 		return err
+	}
+	if c.started.IsZero() {
+		c.started = time.Now()
 	}
 	if p.Addr != c.lastPrimary {
 		c.fails, c.lastPrimary = 0, p.Addr // a new primary starts with a clean count
@@ -377,7 +388,7 @@ func (c *Cluster) unsafe(p *Node, rs mariadb.Status) string {
 	obs, ok := c.lastObservation(p)
 	switch {
 	case !ok:
-		return "no observation of the primary (the watch has not seen it answer)"
+		return reasonNoObservation
 	case time.Since(obs.At) > MaxObservationAge:
 		return fmt.Sprintf("the last observation of the primary is %s old (the watch was not looking): the replica may lack writes acknowledged since", time.Since(obs.At).Round(time.Second))
 	case !obs.SemiSyncOn:
@@ -396,6 +407,9 @@ func (c *Cluster) unsafe(p *Node, rs mariadb.Status) string {
 // refuse alerts once that the dead primary is not replaced automatically.
 func (c *Cluster) refuse(ctx context.Context, p, r *Node, reason string) {
 	c.log().Error("database: no automatic failover", "primary", p.Container, "reason", reason)
+	if reason == reasonNoObservation && time.Since(c.started) < StartupGrace {
+		return // the servers are starting with the agent (a host's boot): not news yet
+	}
 	c.mu.Lock()
 	already := c.refused
 	c.refused = true

@@ -291,6 +291,15 @@ func TestNoObservationNoAutomaticFailover(t *testing.T) {
 	if f.w.index("db_slave promote") >= 0 {
 		t.Fatalf("promoted without ever seeing the primary: %q", f.w.actions)
 	}
+	// Just started (a host's boot): not alerted yet; still down a minute later: alerted.
+	if slices.Contains(f.w.alerts, "FailoverRefused") {
+		t.Fatal("alerted at once on a primary the watch never saw answer")
+	}
+	f.c.started = time.Now().Add(-StartupGrace - time.Second)
+	f.rounds(t, 1)
+	if !slices.Contains(f.w.alerts, "FailoverRefused") {
+		t.Fatal("no FailoverRefused after the start-up grace")
+	}
 }
 
 func TestFencingFailureAbortsAndRestoresRoles(t *testing.T) {
