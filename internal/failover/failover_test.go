@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -103,19 +104,32 @@ func (f *fakeDB) WaitApplied(context.Context, mariadb.GTIDList, time.Duration) e
 	return f.waitErr
 }
 
+// fakeEngine is called from the watch's background start of fenced servers too: locked.
 type fakeEngine struct {
 	w       *world
+	mu      sync.Mutex
 	stopped map[string]bool
 	killErr error
 }
 
-func (e *fakeEngine) Running(_ context.Context, c string) (bool, error) { return !e.stopped[c], nil }
+func (e *fakeEngine) setStopped(c string, stopped bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopped[c] = stopped
+}
+
+func (e *fakeEngine) Running(_ context.Context, c string) (bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.stopped[c], nil
+}
+
 func (e *fakeEngine) Kill(_ context.Context, c string) error {
 	e.w.do("kill " + c)
 	if e.killErr != nil {
 		return e.killErr
 	}
-	e.stopped[c] = true
+	e.setStopped(c, true)
 	return nil
 }
 func (e *fakeEngine) Start(_ context.Context, c string) error {
@@ -125,12 +139,20 @@ func (e *fakeEngine) Start(_ context.Context, c string) error {
 
 type fakeRoles struct {
 	w  *world
+	mu sync.Mutex
 	rf RolesFile
 }
 
-func (r *fakeRoles) Read(context.Context) (RolesFile, error) { return r.rf, nil }
+func (r *fakeRoles) Read(context.Context) (RolesFile, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rf, nil
+}
+
 func (r *fakeRoles) Write(_ context.Context, rf RolesFile) error {
 	r.w.do("roles primary=" + rf.Primary + " quarantined=" + strings.Join(rf.Quarantined, ","))
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.rf = rf
 	return nil
 }
@@ -234,7 +256,7 @@ func TestStoppedContainerFailsOverAtOnce(t *testing.T) {
 	f := newFixture(t)
 	f.rounds(t, 1)
 	f.master.down = true
-	f.engine.stopped["db_master"] = true
+	f.engine.setStopped("db_master", true)
 	f.rounds(t, 1)
 	if f.w.index("db_slave promote") < 0 {
 		t.Fatalf("no promotion of a stopped primary: %q", f.w.actions)
@@ -433,7 +455,7 @@ func TestFencedServerIsStartedAgain(t *testing.T) {
 	f := newFixture(t)
 	f.rounds(t, 1)
 	f.master.down = true
-	f.engine.stopped["db_master"] = true
+	f.engine.setStopped("db_master", true)
 	f.c.Died("db_master")
 	f.rounds(t, 1)
 	if !slices.Contains(f.roles.rf.Fenced, ".21") {
@@ -445,7 +467,7 @@ func TestFencedServerIsStartedAgain(t *testing.T) {
 		t.Fatalf("the fenced server was not started: %q", f.w.actions)
 	}
 	// Back and replicating: no longer fenced.
-	f.engine.stopped["db_master"] = false
+	f.engine.setStopped("db_master", false)
 	f.master.down = false
 	f.master.st.ReadOnly = true
 	f.master.st.Replica = &mariadb.ReplicaStatus{MasterHost: ".22", IORunning: "Yes", SQLRunning: "Yes"}
@@ -459,7 +481,7 @@ func TestFailedPromotionIsFinishedNextRound(t *testing.T) {
 	f := newFixture(t)
 	f.rounds(t, 1)
 	f.master.down = true
-	f.engine.stopped["db_master"] = true
+	f.engine.setStopped("db_master", true)
 	f.c.Died("db_master")
 	f.slave.promoteErr = errors.New("timeout")
 	if err := f.c.Round(context.Background()); err == nil {
@@ -551,7 +573,7 @@ func TestDiedContainerNeedsNoProbe(t *testing.T) {
 	f := newFixture(t)
 	f.rounds(t, 1)
 	f.master.down = true
-	f.engine.stopped["db_master"] = true
+	f.engine.setStopped("db_master", true)
 	f.c.Died("db_master")
 	select {
 	case <-f.c.wakeup():
@@ -576,5 +598,57 @@ func TestStuckSemiSyncIsRestarted(t *testing.T) {
 	f.rounds(t, 2)
 	if n := strings.Count(strings.Join(f.w.actions, "|"), "db_master restart semi-sync"); n != 1 {
 		t.Fatalf("restarted %d times, want once: %q", n, f.w.actions)
+	}
+}
+
+type fakeVolume struct {
+	files map[string]string
+	err   error // for every read: the container is gone, say
+}
+
+func (v *fakeVolume) WriteFile(_ context.Context, _, dir, name string, data []byte) error {
+	v.files[dir+"/"+name] = string(data)
+	return nil
+}
+
+func (v *fakeVolume) ReadFile(_ context.Context, _, file string) ([]byte, error) {
+	if v.err != nil {
+		return nil, v.err
+	}
+	b, ok := v.files[file]
+	if !ok {
+		return nil, fmt.Errorf("read %s: %w", file, fs.ErrNotExist)
+	}
+	return []byte(b), nil
+}
+
+func TestVolumeRoles(t *testing.T) {
+	vol := &fakeVolume{files: map[string]string{}}
+	v := &VolumeRoles{Volume: vol, Container: "db-health", Dir: "/d", CacheFile: filepath.Join(t.TempDir(), "roles.json")}
+	ctx := context.Background()
+	// No file yet: no roles, not an error.
+	if rf, err := v.Refresh(ctx); err != nil || rf.Primary != "" {
+		t.Fatalf("Refresh without files = %+v, %v", rf, err)
+	}
+	if err := v.Write(ctx, RolesFile{Primary: "10.0.0.22", Quarantined: []string{"10.0.0.21"}, Fenced: []string{"10.0.0.21"}}); err != nil {
+		t.Fatal(err)
+	}
+	if vol.files["/d/primary"] != "10.0.0.22\n" || vol.files["/d/quarantined"] != "10.0.0.21\n" {
+		t.Fatalf("volume files %q", vol.files)
+	}
+	// The volume is the truth for primary and quarantined; the cache keeps the fenced.
+	rf, err := v.Refresh(ctx)
+	if err != nil || rf.Primary != "10.0.0.22" || !rf.IsQuarantined("10.0.0.21") || !slices.Contains(rf.Fenced, "10.0.0.21") {
+		t.Fatalf("Refresh = %+v, %v", rf, err)
+	}
+	// A read that fails for another reason than a missing file is an error, never "no roles".
+	vol.err = errors.New("no such container: db-health")
+	if _, err := v.Refresh(ctx); err == nil {
+		t.Fatal("a failed read was taken for a missing roles file")
+	}
+	vol.err = nil
+	vol.files["/d/primary"] = "db_master"
+	if _, err := v.Refresh(ctx); err == nil {
+		t.Fatal("a roles file without an address was accepted")
 	}
 }
