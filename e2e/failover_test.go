@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -498,7 +499,8 @@ func getJSON(url string, v any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("GET %s: %s %s", url, resp.Status, b)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -406,16 +406,7 @@ type promTarget struct {
 }
 
 func promGet(path string, v any) error {
-	resp, err := http.Get("http://127.0.0.1:" + prometheusPort + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("prometheus %s: %d %s", path, resp.StatusCode, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return getJSON("http://127.0.0.1:"+prometheusPort+path, v)
 }
 
 func testMonitoringConfig(t *testing.T, ctx context.Context) {

@@ -84,9 +84,7 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rep)
+			return writeJSON(stdout, rep)
 		}
 		printDBReport(stdout, rep)
 		return nil
@@ -314,7 +312,7 @@ func printDBReport(w io.Writer, rep failover.Report) {
 		if !s.Up {
 			note = s.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Container, s.Addr, s.Role, up, ro, dash(s.GTID), io, lag, semi, note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Container, s.Addr, s.Role, up, ro, orDash(s.GTID), io, lag, semi, note)
 	}
 	tw.Flush()
 }
@@ -324,13 +322,6 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // followRoles returns cfg with backup.primary and backup.replica swapped when the roles file

@@ -4,9 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"time"
 
@@ -50,11 +50,8 @@ func (c *Client) Kill(ctx context.Context, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
-		running, err := c.Running(ctx, name)
-		if err == nil && !running {
-			if in, err := c.api.ContainerInspect(ctx, name); err == nil && in.State != nil && !in.State.Running {
-				return nil
-			}
+		if in, err := c.api.ContainerInspect(ctx, name); err == nil && (in.State == nil || !in.State.Running) {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -112,18 +109,15 @@ func (c *Client) WriteFile(ctx context.Context, containerName, dir, name string,
 	return nil
 }
 
-// ErrNoFile is returned by ReadFile for a file that does not exist.
-var ErrNoFile = errors.New("no such file")
-
-// ReadFile reads a regular file of at most 64 KiB from the container. ErrNoFile is for a file
-// that does not exist; a container that does not exist is another error.
+// ReadFile reads a regular file of at most 64 KiB from the container. A file that does not exist
+// is an error wrapping fs.ErrNotExist; a container that does not exist is another error.
 func (c *Client) ReadFile(ctx context.Context, containerName, file string) ([]byte, error) {
 	if _, err := c.api.ContainerInspect(ctx, containerName); err != nil {
 		return nil, fmt.Errorf("read %s in %s: %w", file, containerName, err)
 	}
 	rc, _, err := c.api.CopyFromContainer(ctx, containerName, file)
 	if client.IsErrNotFound(err) {
-		return nil, fmt.Errorf("read %s in %s: %w", file, containerName, ErrNoFile)
+		return nil, fmt.Errorf("read %s in %s: %w", file, containerName, fs.ErrNotExist)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s in %s: %w", file, containerName, err)

@@ -34,7 +34,8 @@ type Roles interface {
 	Write(ctx context.Context, rf RolesFile) error
 }
 
-// Volume is a directory in a container's volume (docker.Client's WriteFile and ReadFile).
+// Volume is a directory in a container's volume (docker.Client's WriteFile and ReadFile);
+// ReadFile's error for a missing file wraps fs.ErrNotExist.
 type Volume interface {
 	WriteFile(ctx context.Context, container, dir, name string, data []byte) error
 	ReadFile(ctx context.Context, container, file string) ([]byte, error)
@@ -84,7 +85,7 @@ func (v *VolumeRoles) Refresh(ctx context.Context) (RolesFile, error) {
 		if rf.Primary != "" && net.ParseIP(rf.Primary) == nil {
 			return rf, fmt.Errorf("the roles file %s/primary in %s holds %q, not an address", v.Dir, v.Container, rf.Primary)
 		}
-	case !isNoFile(err):
+	case !errors.Is(err, fs.ErrNotExist):
 		return rf, err
 	}
 	b, err = v.Volume.ReadFile(ctx, v.Container, v.Dir+"/quarantined")
@@ -93,7 +94,7 @@ func (v *VolumeRoles) Refresh(ctx context.Context) (RolesFile, error) {
 		for _, l := range strings.Fields(string(b)) {
 			rf.Quarantined = append(rf.Quarantined, l)
 		}
-	case !isNoFile(err):
+	case !errors.Is(err, fs.ErrNotExist):
 		return rf, err
 	}
 	if cached, err := v.readCache(); err == nil {
@@ -119,10 +120,6 @@ func (v *VolumeRoles) Write(ctx context.Context, rf RolesFile) error {
 		return err
 	}
 	return writeJSON(v.CacheFile, rf)
-}
-
-func isNoFile(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "no such file")
 }
 
 // writeJSON replaces file with v's JSON atomically (a temporary file renamed over it).

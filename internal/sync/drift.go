@@ -65,19 +65,7 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 	}
 	for _, s := range due {
 		r.log.Info("drift: restoring service", "service", s)
-		unlock, err := r.exclusive(ctx, []string{s})
-		if err != nil {
-			r.log.Error("drift: restore postponed", "service", s, "err", err)
-			continue
-		}
-		err = stack.Up(ctx, s)
-		if dbs := r.exclusiveOf([]string{s}); err == nil && len(dbs) > 0 {
-			wctx, cancel := context.WithTimeout(ctx, ExclusiveWait)
-			_ = r.waitReady(wctx, dbs) // the watch waits while the server starts, as in a deploy
-			cancel()
-		}
-		unlock()
-		if err != nil {
+		if err := r.up(ctx, stack, []string{s}); err != nil {
 			r.log.Error("drift: restore failed", "service", s, "err", err)
 			continue
 		}

@@ -107,13 +107,27 @@ func (r *Reconciler) exclusiveOf(services []string) []string {
 	return out
 }
 
-// exclusive takes Options.Exclusive when services include one of ExclusiveServices; the
-// returned func releases it (a no-op otherwise).
-func (r *Reconciler) exclusive(ctx context.Context, services []string) (func(), error) {
-	if len(r.exclusiveOf(services)) == 0 {
-		return func() {}, nil
+// up runs `compose up` for services. When they include ExclusiveServices (the databases), it
+// holds Options.Exclusive from before `compose up` until those are ready, at most
+// ExclusiveWait: the database watch waits while they start, and a server that does not become
+// ready (quarantined, say) does not keep it from failing over a primary that dies meanwhile.
+func (r *Reconciler) up(ctx context.Context, stack Stack, services []string) error {
+	dbs := r.exclusiveOf(services)
+	if len(dbs) == 0 {
+		return stack.Up(ctx, services...)
 	}
-	return r.opts.Exclusive(ctx)
+	unlock, err := r.opts.Exclusive(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := stack.Up(ctx, services...); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, ExclusiveWait)
+	defer cancel()
+	_ = r.waitReady(wctx, dbs) // not ready in time: the deploy's own wait judges it
+	return nil
 }
 
 // Reconciler runs deploys and drift correction. Its methods are safe for concurrent use.
@@ -410,23 +424,9 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack) (plan Plan, 
 	}
 	for _, step := range plan.Steps {
 		touched = true
-		unlock, err := r.exclusive(ctx, step)
-		if err != nil {
-			return plan, touched, err
-		}
-		if err := stack.Up(ctx, step...); err != nil {
-			unlock()
+		if err := r.up(ctx, stack, step); err != nil {
 			return plan, true, fmt.Errorf("up %s: %w", strings.Join(step, " "), err)
 		}
-		// The database watch waits while the databases of the step start (at most
-		// ExclusiveWait: a server that does not become ready, quarantined say, must not keep
-		// the watch from failing over a primary that dies meanwhile).
-		if dbs := r.exclusiveOf(step); len(dbs) > 0 {
-			wctx, cancel := context.WithTimeout(ctx, ExclusiveWait)
-			_ = r.waitReady(wctx, dbs)
-			cancel()
-		}
-		unlock()
 		// Each step healthy before the next: a rolling member before its sibling goes, the
 		// base services before what depends on them.
 		if err := r.waitReady(ctx, step); err != nil {
