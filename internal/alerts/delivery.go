@@ -292,7 +292,9 @@ func (d *Delivery) flush(ctx context.Context) {
 	d.mu.Lock()
 	for _, it := range items {
 		e := it.e
-		if d.alerts[it.key] != e || e.firing {
+		// Only a round that handled the resolution may forget the entry: one resolved while
+		// this round was posting it as firing keeps it, for the next round to post the end.
+		if d.alerts[it.key] != e || e.firing || it.firing {
 			continue
 		}
 		taken := it.posted && amErr == nil

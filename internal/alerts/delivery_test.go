@@ -524,3 +524,22 @@ func TestRunResendsAndStops(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// An alert resolved while the round that posts it as firing is in flight is resolved in
+// Alertmanager by the next round, not forgotten (Alertmanager would keep it for its TTL).
+func TestResolvedDuringAPostIsPostedNext(t *testing.T) {
+	r := newRig(t, nil)
+	r.fire("DeployFailed", map[string]string{"commit": "c1"}, "deploy of c1 failed")
+	r.am.mu.Lock()
+	r.am.during = func() { r.resolve("DeployFailed") }
+	r.am.mu.Unlock()
+	r.flush() // posts it firing; the resolution arrives meanwhile
+	r.flush()
+	posts := r.am.taken()
+	if len(posts) != 2 {
+		t.Fatalf("%d posts, want the firing one and the resolution", len(posts))
+	}
+	if end := posts[1][0].EndsAt; !end.Equal(r.clock) {
+		t.Fatalf("second post ends at %v, want the resolution (%v)", end, r.clock)
+	}
+}

@@ -23,6 +23,7 @@ type fakeAlertmanager struct {
 	mu     sync.Mutex
 	posts  [][]Alert
 	status int
+	during func() // called once, while a post is in flight (before it is taken)
 }
 
 func newFakeAlertmanager(t *testing.T) *fakeAlertmanager {
@@ -41,6 +42,13 @@ func newFakeAlertmanager(t *testing.T) *fakeAlertmanager {
 		if err := json.NewDecoder(r.Body).Decode(&alerts); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
+		}
+		f.mu.Lock()
+		during := f.during
+		f.during = nil
+		f.mu.Unlock()
+		if during != nil {
+			during()
 		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
