@@ -152,6 +152,43 @@ func (w *dbWatch) waitSettled(t *testing.T, ctx context.Context, timeout time.Du
 	return rep
 }
 
+// settleOrReseed waits for the pair to settle after a fault of the primary old. When old comes
+// back quarantined (its history diverged) and the fault can cause that, it is re-seeded the way
+// the operator is told to (agent db reseed); otherwise quarantine is a failure.
+func (w *dbWatch) settleOrReseed(t *testing.T, ctx context.Context, old string, mayDiverge bool) (dbReport, bool) {
+	t.Helper()
+	var rep dbReport
+	quarantined := false
+	if err := eventually(2*time.Minute, 500*time.Millisecond, func() error {
+		var err error
+		if rep, err = w.status(ctx); err != nil {
+			return err
+		}
+		for _, s := range rep.Servers {
+			if s.Service == old && s.Role == "quarantined" {
+				quarantined = true
+				return nil
+			}
+		}
+		return rep.settled()
+	}); err != nil {
+		t.Fatalf("the database pair did not settle: %v", err)
+	}
+	if !quarantined {
+		return rep, false
+	}
+	if !mayDiverge {
+		t.Fatalf("%s came back diverged and was quarantined: this fault must not lose its history", old)
+	}
+	t.Logf("%s committed a write in flight that its replica never received (semi-sync fell back while it was cut off): quarantined; re-seeding it", old)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if out, err := w.cli(rctx, "reseed", old); err != nil {
+		t.Fatalf("agent db reseed %s: %v\n%s", old, err, out)
+	}
+	return w.waitSettled(t, ctx, time.Minute), true
+}
+
 // writers record visits through the page (2 s per request, no retry) and remember every
 // acknowledged visit id: an acknowledged write must survive any failover.
 type writers struct {
@@ -273,6 +310,12 @@ type dbFault struct {
 	// heal brings the old primary back where the fault needs a hand (a cable plugged back in);
 	// the agent starts a server it fenced by itself.
 	heal func(t *testing.T, ctx context.Context, service string)
+	// mayDiverge: the old primary can come back with a transaction the replica never received,
+	// and is then quarantined. A primary cut from the network commits a write in flight after
+	// semi-sync's 150 ms without an acknowledgement (its client, cut off too, never hears of
+	// it). A killed or frozen primary cannot: MariaDB's semi-sync replica recovery
+	// (rpl_semi_sync_slave_enabled at start) drops a transaction that was not acknowledged.
+	mayDiverge bool
 }
 
 func dbFaults() []dbFault {
@@ -292,9 +335,9 @@ func dbFaults() []dbFault {
 			if _, err := st.run(ctx, "kill", "-9", strings.TrimSpace(pid)); err != nil {
 				t.Fatal(err)
 			}
-		}, nil},
-		{"stopped", docker("stop"), nil},
-		{"hung (docker pause)", docker("pause"), nil},
+		}, nil, false},
+		{"stopped", docker("stop"), nil, false},
+		{"hung (docker pause)", docker("pause"), nil, false},
 		{"cut from the data network", docker("network", "disconnect", project+"_data"),
 			func(t *testing.T, ctx context.Context, service string) {
 				ip := dataNetPrefix + ".21"
@@ -304,7 +347,7 @@ func dbFaults() []dbFault {
 				if _, err := st.run(ctx, "docker", "network", "connect", "--ip", ip, project+"_data", c(service)); err != nil {
 					t.Fatal(err)
 				}
-			}},
+			}, true},
 	}
 }
 
@@ -323,6 +366,7 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 		reads, readFails         int
 		writesBack               time.Duration
 		lostAcked                int
+		reseeded                 bool
 		switchPause, switchFails string
 	}
 	var rows []row
@@ -375,14 +419,15 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 			if f.heal != nil {
 				f.heal(t, ctx, old)
 			}
-			// The old primary rejoins as a replica by itself, in sync.
-			rep = w.waitSettled(t, ctx, 2*time.Minute)
+			// The old primary rejoins as a replica by itself, in sync (or, where the fault can
+			// make it diverge, is quarantined and re-seeded).
+			rep, reseeded := w.settleOrReseed(t, ctx, old, f.mayDiverge)
 			stopLoad()
 			wwg.Wait()
 			reads := <-readsDone
 			lost := wr.missingOn(t, ctx, rep.primary())
 			rows = append(rows, row{fault: f.name, old: old, reads: reads.Requests, readFails: len(reads.Failures),
-				writesBack: writesBack, lostAcked: len(lost)})
+				writesBack: writesBack, lostAcked: len(lost), reseeded: reseeded})
 			t.Logf("%s: %s failed over to %s; writes back after %v; reads %d, failed %d; acknowledged writes %d, lost %d",
 				f.name, old, rep.primary(), writesBack.Round(10*time.Millisecond), reads.Requests, len(reads.Failures), len(wr.acked), len(lost))
 			if len(lost) > 0 {
@@ -464,6 +509,7 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 			t.Errorf("switchover: %d writes failed (want at most 2), %d acknowledged writes lost", failed, len(lost))
 		}
 	}
+	t.Run("a diverged replica is quarantined; agent db reseed brings it back", func(t *testing.T) { testDivergedReplica(t, ctx, w) })
 	fmt.Fprintf(os.Stderr, "\nDatabase faults under load (20 readers ?write=0, 2 writers; 2 s per request, no retries):\n")
 	fmt.Fprintf(os.Stderr, "%-48s %-10s %8s %10s %12s %10s\n", "fault", "primary", "reads", "failed", "writes back", "lost acked")
 	for _, r := range rows {
@@ -471,7 +517,91 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 			fmt.Fprintf(os.Stderr, "%-48s %-10s %s, failed writes %s\n", r.fault, r.old, r.switchPause, r.switchFails)
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "%-48s %-10s %8d %10d %12v %10d\n", r.fault, r.old, r.reads, r.readFails, r.writesBack.Round(10*time.Millisecond), r.lostAcked)
+		note := ""
+		if r.reseeded {
+			note = "  (diverged: quarantined, re-seeded)"
+		}
+		fmt.Fprintf(os.Stderr, "%-48s %-10s %8d %10d %12v %10d%s\n", r.fault, r.old, r.reads, r.readFails, r.writesBack.Round(10*time.Millisecond), r.lostAcked, note)
+	}
+}
+
+// testDivergedReplica gives the replica a transaction of its own, behind the primary's back:
+// the watch quarantines it (not replicated, not read from, never promoted) and alerts; `agent
+// db reseed` copies the primary's data into it again, keeping its binary logs aside, and the
+// watch releases it.
+func testDivergedReplica(t *testing.T, ctx context.Context, w *dbWatch) {
+	rep := w.waitSettled(t, ctx, time.Minute)
+	replica := "db_slave"
+	if rep.primary() == "db_slave" {
+		replica = "db_master"
+	}
+	st.rootSQL(t, ctx, replica, "SET GLOBAL read_only=0; INSERT INTO app.visits (server, client) VALUES ('diverged', 'e2e'); SET GLOBAL read_only=1")
+	// The primary's next writes stop the replica's SQL thread (the same GTID sequence twice).
+	client := httpsClient(loadgen.DefaultTimeout)
+	if err := eventually(30*time.Second, 500*time.Millisecond, func() error {
+		if _, err := writeVisit(ctx, client); err != nil {
+			return err
+		}
+		r, err := w.status(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range r.Servers {
+			if s.Service == replica && s.Role != "quarantined" {
+				return fmt.Errorf("%s is %s, not quarantined", replica, s.Role)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	alerted := func(want bool) error {
+		var got []json.RawMessage
+		if err := getJSON("http://127.0.0.1:"+alertmgrPort+"/api/v2/alerts?active=true&filter=alertname%3D%22DatabaseQuarantined%22", &got); err != nil {
+			return err
+		}
+		if (len(got) > 0) != want {
+			return fmt.Errorf("DatabaseQuarantined active: %d alerts, want active %v", len(got), want)
+		}
+		return nil
+	}
+	if err := eventually(30*time.Second, time.Second, func() error { return alerted(true) }); err != nil {
+		t.Error(err)
+	}
+	// Quarantined: no switchover to it.
+	if out, err := w.cli(ctx, "switchover"); err == nil || !strings.Contains(out, "quarantined") {
+		t.Errorf("a switchover to a quarantined server: %v\n%s", err, out)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := w.cli(rctx, "reseed", replica)
+	if err != nil {
+		t.Fatalf("agent db reseed %s: %v\n%s", replica, err, out)
+	}
+	t.Logf("agent db reseed %s (%v):\n%s", replica, time.Since(start).Round(time.Second), out)
+	w.waitSettled(t, ctx, time.Minute)
+	if n := st.rootSQL(t, ctx, replica, "SELECT COUNT(*) FROM app.visits WHERE server='diverged'"); n != "0" {
+		t.Errorf("the diverged row is still on %s after the re-seed (%s)", replica, n)
+	}
+	if err := eventually(10*time.Second, 500*time.Millisecond, func() error {
+		q := "SELECT CONCAT(COUNT(*), '/', COALESCE(MAX(id),0)) FROM app.visits"
+		if a, b := st.rootSQL(t, ctx, rep.primary(), q), st.rootSQL(t, ctx, replica, q); a != b {
+			return fmt.Errorf("primary %s, re-seeded replica %s (count/max id)", a, b)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	kept, err := st.run(ctx, "docker", "exec", c(replica), "sh", "-c", "ls /var/lib/mysql | grep '^diverged-'")
+	if err != nil || strings.TrimSpace(kept) == "" {
+		t.Errorf("the diverged binary logs were not kept in %s's volume: %v %s", replica, err, kept)
+	}
+	if err := eventually(30*time.Second, time.Second, func() error { return alerted(false) }); err != nil {
+		t.Error(err)
+	}
+	if out, err := w.cli(ctx, "reseed", replica); err == nil || !strings.Contains(out, "--force") {
+		t.Errorf("re-seeding a healthy replica without --force: %v\n%s", err, out)
 	}
 }
 

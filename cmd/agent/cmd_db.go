@@ -29,6 +29,9 @@ const dbUsage = `Usage: agent db COMMAND [--config FILE]
                       pause at most 1 s, or nothing changes)
   failover [--force]  promote the replica now, the primary being dead; without --force only when
                       the replica has every write the primary acknowledged
+  reseed SERVICE [--force]
+                      copy the primary's data again into a quarantined server (its diverged
+                      binary logs are kept in its volume) and wait until it replicates
   watch               the watch of 'agent run' on its own: fail over automatically
 
 The database section of the configuration (docs/failover.md); the agent's database password in
@@ -47,16 +50,33 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("db "+sub, "db "+sub+" [--config FILE]", stderr)
 	configPath := fs.String("config", os.Getenv("HASTACK_AGENT_CONFIG"), "configuration file (env HASTACK_AGENT_CONFIG)")
 	asJSON := fs.Bool("json", false, "status: print JSON")
-	force := fs.Bool("force", false, "failover: promote even when the replica may lack acknowledged writes")
+	force := fs.Bool("force", false, "failover: promote even when the replica may lack acknowledged writes; reseed: re-seed a server that is not quarantined")
+	timeout := fs.Duration("timeout", 30*time.Minute, "reseed: how long to wait for the server to replicate again")
 	logFormat := fs.String("log-format", "", "watch: text or json (default: text on a terminal)")
 	switch sub {
-	case "status", "switchover", "failover", "watch":
+	case "status", "switchover", "failover", "watch", "reseed":
 	default:
 		fmt.Fprintf(stderr, "agent db: unknown command %q\n\n%s", sub, dbUsage)
 		return errUsage
 	}
-	if err := parse(fs, args[1:]); err != nil {
+	// The server to re-seed may come before or after the flags.
+	var service string
+	rest := args[1:]
+	if sub == "reseed" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		service, rest = rest[0], rest[1:]
+	}
+	if err := parse(fs, rest); err != nil {
 		return err
+	}
+	if sub == "reseed" && service == "" {
+		if fs.NArg() != 1 {
+			fmt.Fprintf(stderr, "agent db reseed: name the server to re-seed (a service of database.servers)\n\n%s", dbUsage)
+			return errUsage
+		}
+		service = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "agent db %s: unexpected argument %q\n", sub, fs.Arg(0))
+		return errUsage
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
@@ -103,6 +123,9 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if sub == "watch" {
 		return watchDB(ctx, cfg, engine, cl, log)
 	}
+	if sub == "reseed" {
+		return reseedDB(ctx, cfg, engine, cl, service, *force, *timeout, stdout)
+	}
 	unlock, err := lockDatabases(ctx, cfg)
 	if err != nil {
 		return err
@@ -127,6 +150,27 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rep, _ := cl.Status(ctx)
 		fmt.Fprintf(stdout, "failed over: %s is the primary\n", rep.Primary)
 	}
+	return nil
+}
+
+// reseedDB re-seeds a server from the primary and waits until it replicates again.
+func reseedDB(ctx context.Context, cfg config.Config, engine *docker.Client, cl *failover.Cluster, service string, force bool, timeout time.Duration, stdout io.Writer) error {
+	unlock, err := lockDatabases(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	n, token, err := cl.RequestReseed(ctx, service, force, engine)
+	unlock()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s restarted to copy the primary's data again (request %s); its binary logs are kept in its volume as diverged-%s-*\n", n.Container, token, token)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := cl.WaitReseeded(wctx, n, dbLock(cfg), func(s string) { fmt.Fprintln(stdout, s) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s replicates from the primary again: released\n", n.Container)
 	return nil
 }
 

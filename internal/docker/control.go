@@ -69,6 +69,15 @@ func (c *Client) Start(ctx context.Context, name string) error {
 	return nil
 }
 
+// Restart stops the container (SIGTERM, then SIGKILL after stopTimeout) and starts it again.
+func (c *Client) Restart(ctx context.Context, name string, stopTimeout time.Duration) error {
+	secs := int(stopTimeout.Seconds())
+	if err := c.api.ContainerRestart(ctx, name, container.StopOptions{Timeout: &secs}); err != nil {
+		return fmt.Errorf("restart %s: %w", name, err)
+	}
+	return nil
+}
+
 // IPOn returns the container's IPv4 address on the named network ("" when not attached).
 func (c *Client) IPOn(ctx context.Context, name, network string) (string, error) {
 	in, err := c.api.ContainerInspect(ctx, name)

@@ -441,21 +441,7 @@ func (c *Cluster) tendReplica(ctx context.Context, p, r *Node, rf RolesFile, ps,
 	}
 	c.unstickSemiSync(ctx, p, r, rf, ps, rs)
 	if rs.Replica.Replicating(p.Addr) {
-		if slices.Contains(rf.Fenced, r.Addr) {
-			rf.Fenced = without(rf.Fenced, r.Addr)
-			if err := c.Roles.Write(ctx, rf); err != nil {
-				return err
-			}
-		}
-		if rf.IsQuarantined(r.Addr) {
-			rf.Quarantined = without(rf.Quarantined, r.Addr)
-			if err := c.Roles.Write(ctx, rf); err != nil {
-				return err
-			}
-			log.Info("database: the quarantined server replicates again: released")
-			c.notify(ctx, "DatabaseQuarantined", false, map[string]string{"server": r.Container}, "")
-		}
-		return nil
+		return c.release(ctx, r, rf)
 	}
 	if rf.IsQuarantined(r.Addr) {
 		return nil
@@ -478,8 +464,8 @@ func (c *Cluster) tendReplica(ctx context.Context, p, r *Node, rf RolesFile, ps,
 		}
 		c.notify(ctx, "DatabaseQuarantined", true, map[string]string{"server": r.Container}, fmt.Sprintf(
 			"%s has transactions the primary %s never received (%s): it is read-only, not replicated and not read from. "+
-				"Re-seed it from the primary: `docker compose stop %s && docker compose rm -f %s && docker volume rm <project>_%s_data && docker compose up -d %s` (docs/failover.md).",
-			r.Container, p.Container, diverged, r.Service, r.Service, r.Service, r.Service))
+				"Re-seed it from the primary: `agent db reseed %s` (its diverged binary logs are kept in its volume; docs/failover.md).",
+			r.Container, p.Container, diverged, r.Service))
 		return nil
 	}
 	c.mu.Lock()

@@ -630,16 +630,24 @@ func TestVolumeRoles(t *testing.T) {
 	if rf, err := v.Refresh(ctx); err != nil || rf.Primary != "" {
 		t.Fatalf("Refresh without files = %+v, %v", rf, err)
 	}
-	if err := v.Write(ctx, RolesFile{Primary: "10.0.0.22", Quarantined: []string{"10.0.0.21"}, Fenced: []string{"10.0.0.21"}}); err != nil {
+	if err := v.Write(ctx, RolesFile{Primary: "10.0.0.22", Quarantined: []string{"10.0.0.21"}, Fenced: []string{"10.0.0.21"},
+		Reseed: map[string]string{"10.0.0.21": "20261207T060000Z-0a1b2c"}}); err != nil {
 		t.Fatal(err)
 	}
-	if vol.files["/d/primary"] != "10.0.0.22\n" || vol.files["/d/quarantined"] != "10.0.0.21\n" {
+	if vol.files["/d/primary"] != "10.0.0.22\n" || vol.files["/d/quarantined"] != "10.0.0.21\n" ||
+		vol.files["/d/reseed"] != "10.0.0.21 20261207T060000Z-0a1b2c\n" {
 		t.Fatalf("volume files %q", vol.files)
 	}
-	// The volume is the truth for primary and quarantined; the cache keeps the fenced.
+	// The volume is the truth for primary, quarantined and reseed; the cache keeps the fenced.
 	rf, err := v.Refresh(ctx)
-	if err != nil || rf.Primary != "10.0.0.22" || !rf.IsQuarantined("10.0.0.21") || !slices.Contains(rf.Fenced, "10.0.0.21") {
+	if err != nil || rf.Primary != "10.0.0.22" || !rf.IsQuarantined("10.0.0.21") || !slices.Contains(rf.Fenced, "10.0.0.21") ||
+		rf.Reseed["10.0.0.21"] != "20261207T060000Z-0a1b2c" {
 		t.Fatalf("Refresh = %+v, %v", rf, err)
+	}
+	// A request carried out is gone from the file.
+	rf.Reseed = nil
+	if err := v.Write(ctx, rf); err != nil || vol.files["/d/reseed"] != "" {
+		t.Fatalf("reseed file after the release: %q, %v", vol.files["/d/reseed"], err)
 	}
 	// A read that fails for another reason than a missing file is an error, never "no roles".
 	vol.err = errors.New("no such container: db-health")
@@ -651,4 +659,65 @@ func TestVolumeRoles(t *testing.T) {
 	if _, err := v.Refresh(ctx); err == nil {
 		t.Fatal("a roles file without an address was accepted")
 	}
+}
+
+func (e *fakeEngine) Restart(_ context.Context, c string, _ time.Duration) error {
+	e.w.do("restart " + c)
+	return nil
+}
+
+type fakeLock struct{ w *world }
+
+func (l fakeLock) Lock(context.Context) (func(), error) {
+	l.w.do("lock")
+	return func() { l.w.do("unlock") }, nil
+}
+
+func TestReseedOnlyAQuarantinedReplica(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	if _, _, err := f.c.RequestReseed(ctx, "db_master", true, f.engine); err == nil || !strings.Contains(err.Error(), "primary") {
+		t.Fatalf("re-seeding the primary: %v", err)
+	}
+	if _, _, err := f.c.RequestReseed(ctx, "db_other", true, f.engine); err == nil {
+		t.Fatal("re-seeding an unknown service was accepted")
+	}
+	if _, _, err := f.c.RequestReseed(ctx, "db_slave", false, f.engine); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("re-seeding a healthy replica without --force: %v", err)
+	}
+	f.master.down = true
+	f.roles.rf.Quarantined = []string{".22"}
+	if _, _, err := f.c.RequestReseed(ctx, "db_slave", false, f.engine); err == nil {
+		t.Fatal("re-seeded from a primary that does not answer")
+	}
+	if f.w.index("restart db_slave") >= 0 {
+		t.Fatalf("a refused re-seed restarted the server: %q", f.w.actions)
+	}
+}
+
+func TestReseedRequestsRestartsAndReleases(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.roles.rf.Quarantined = []string{".22"}
+	f.slave.st.Replica = nil // quarantined: replication stopped
+	n, token, err := f.c.RequestReseed(ctx, "db_slave", false, f.engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Container != "db_slave" || f.roles.rf.Reseed[".22"] != token || token == "" || strings.ContainsAny(token, " /.") {
+		t.Fatalf("node %s token %q roles %+v", n.Container, token, f.roles.rf)
+	}
+	f.mustHaveBefore(t, "roles primary=.21 quarantined=.22", "restart db_slave")
+	// The entrypoint re-seeds it: it replicates from the primary again.
+	f.slave.mu.Lock()
+	f.slave.st.Replica = &mariadb.ReplicaStatus{MasterHost: ".21", IORunning: "Yes", SQLRunning: "Yes"}
+	f.slave.mu.Unlock()
+	var progress []string
+	if err := f.c.WaitReseeded(ctx, n, fakeLock{f.w}, func(s string) { progress = append(progress, s) }); err != nil {
+		t.Fatal(err)
+	}
+	if f.roles.rf.IsQuarantined(".22") || len(f.roles.rf.Reseed) != 0 {
+		t.Fatalf("not released: %+v", f.roles.rf)
+	}
+	f.mustHaveBefore(t, "lock", "roles primary=.21 quarantined=")
 }

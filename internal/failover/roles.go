@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,6 +21,9 @@ import (
 type RolesFile struct {
 	Primary     string   `json:"primary"`
 	Quarantined []string `json:"quarantined,omitempty"`
+	// Reseed are the servers asked to copy the primary's data again (RequestReseed): address
+	// to request token. A server's entrypoint carries out a token once.
+	Reseed map[string]string `json:"reseed,omitempty"`
 	// Fenced are the servers the agent stopped and starts again until they rejoin (kept in the
 	// agent's cache only: the containers do not need it).
 	Fenced []string `json:"fenced,omitempty"`
@@ -43,7 +47,7 @@ type Volume interface {
 
 // VolumeRoles keeps the roles as two files in the volume the database containers and the web
 // servers read (db_state): "primary" holds the primary's address, "quarantined" one address per
-// line. It writes them through Container, which mounts the volume writable at Dir, and caches
+// line, "reseed" one "address token" per line. It writes them through Container, which mounts the volume writable at Dir, and caches
 // them in CacheFile (the agent's state directory), which every agent process on the host reads:
 // a round reads no more than a small local file.
 type VolumeRoles struct {
@@ -97,6 +101,20 @@ func (v *VolumeRoles) Refresh(ctx context.Context) (RolesFile, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return rf, err
 	}
+	b, err = v.Volume.ReadFile(ctx, v.Container, v.Dir+"/reseed")
+	switch {
+	case err == nil:
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 2 {
+				if rf.Reseed == nil {
+					rf.Reseed = map[string]string{}
+				}
+				rf.Reseed[f[0]] = f[1]
+			}
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return rf, err
+	}
 	if cached, err := v.readCache(); err == nil {
 		rf.Fenced = cached.Fenced
 	}
@@ -114,6 +132,13 @@ func (v *VolumeRoles) Write(ctx context.Context, rf RolesFile) error {
 		q += "\n"
 	}
 	if err := v.Volume.WriteFile(ctx, v.Container, v.Dir, "quarantined", []byte(q)); err != nil {
+		return err
+	}
+	var reseed strings.Builder
+	for _, addr := range slices.Sorted(maps.Keys(rf.Reseed)) {
+		fmt.Fprintf(&reseed, "%s %s\n", addr, rf.Reseed[addr])
+	}
+	if err := v.Volume.WriteFile(ctx, v.Container, v.Dir, "reseed", []byte(reseed.String())); err != nil {
 		return err
 	}
 	if err := v.Volume.WriteFile(ctx, v.Container, v.Dir, "primary", []byte(rf.Primary+"\n")); err != nil {

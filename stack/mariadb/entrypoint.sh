@@ -193,7 +193,8 @@ seed_from_primary() {
 
 initialise() {
 	log "initialising $DATADIR"
-	find "$DATADIR" -mindepth 1 -delete
+	# (Binary logs set aside for a re-seed stay: they hold the diverged transactions.)
+	find "$DATADIR" -mindepth 1 -maxdepth 1 ! -name 'diverged-*' -exec rm -rf {} +
 	[ "$(id -u)" != 0 ] || chown mysql:mysql "$DATADIR"
 	mariadb-install-db "${as_mysql[@]}" --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal >/dev/null
 	start_temp_server
@@ -225,9 +226,31 @@ narrow_grants_sql() {
 	EOF
 }
 
+# A re-seed the agent asked for (`agent db reseed`: a quarantined server copies the primary's
+# data again), carried out once per request token and only by a server that starts as a
+# replica. Its binary logs are set aside in the volume first: they hold the transactions that
+# diverged, for the operator to read with mariadb-binlog.
+RESEED_DONE=$DATADIR/.hastack-reseed
+reseed_token=""
+if [ -n "$ADDRESS" ] && [ "$ROLE" = replica ] && [ -f "$ROLES_DIR/reseed" ]; then
+	reseed_token=$(awk -v a="$ADDRESS" '$1 == a { print $2 }' "$ROLES_DIR/reseed")
+	case "$reseed_token" in
+	*[!A-Za-z0-9-]*) die "the re-seed request for $ADDRESS is not a token: $reseed_token" ;;
+	esac
+fi
+if [ -n "$reseed_token" ] && [ -f "$MARKER" ] && [ "$(cat "$RESEED_DONE" 2>/dev/null)" != "$reseed_token" ]; then
+	log "re-seed $reseed_token asked for by the agent: binary logs set aside as diverged-$reseed_token-*"
+	for f in "$DATADIR"/mariadb-bin.[0-9]*; do
+		[ -e "$f" ] || continue
+		mv "$f" "$DATADIR/diverged-$reseed_token-${f##*/}"
+	done
+	rm -f "$MARKER"
+fi
+
 if [ ! -f "$MARKER" ]; then
 	initialise
 	touch "$GRANTS_MARKER"
+	[ -z "$reseed_token" ] || printf '%s\n' "$reseed_token" >"$RESEED_DONE"
 elif [ ! -f "$GRANTS_MARKER" ]; then
 	log "narrowing the repl and exporter grants (one time)"
 	start_temp_server
