@@ -86,6 +86,10 @@ type Cluster struct {
 	// replicates from it; semiRestarted when the watch last restarted it.
 	semiOffSince, semiRestarted time.Time
 	started                     time.Time // the first round
+	// quarantineAlerted are the servers (address to container) this process alerted on as
+	// quarantined: resolved when the roles no longer quarantine them, whoever released them
+	// (`agent db reseed` in another process).
+	quarantineAlerted map[string]string
 	wake                        chan struct{}
 	wakeOnce                    sync.Once
 }
@@ -195,6 +199,7 @@ func (c *Cluster) Round(ctx context.Context) error {
 	if c.started.IsZero() {
 		c.started = time.Now()
 	}
+	c.resolveReleased(ctx, rf)
 	if p.Addr != c.lastPrimary {
 		c.fails, c.lastPrimary = 0, p.Addr // a new primary starts with a clean count
 	}
@@ -462,6 +467,12 @@ func (c *Cluster) tendReplica(ctx context.Context, p, r *Node, rf RolesFile, ps,
 		if err := c.Roles.Write(ctx, rf); err != nil {
 			return err
 		}
+		c.mu.Lock()
+		if c.quarantineAlerted == nil {
+			c.quarantineAlerted = map[string]string{}
+		}
+		c.quarantineAlerted[r.Addr] = r.Container
+		c.mu.Unlock()
 		c.notify(ctx, "DatabaseQuarantined", true, map[string]string{"server": r.Container}, fmt.Sprintf(
 			"%s has transactions the primary %s never received (%s): it is read-only, not replicated and not read from. "+
 				"Re-seed it from the primary: `agent db reseed %s` (its diverged binary logs are kept in its volume; docs/failover.md).",

@@ -20,8 +20,9 @@ import (
 // world records every action of the fakes in order, so tests can check the fencing order.
 type world struct {
 	mu      sync.Mutex
-	actions []string
-	alerts  []string
+	actions  []string
+	alerts   []string
+	resolved []string
 }
 
 func (w *world) do(a string) {
@@ -190,11 +191,13 @@ func newFixture(t *testing.T) *fixture {
 		Engine: engine, Roles: roles, Mode: ModeAuto, FailAfter: 2,
 		Observations: &FileObservations{File: filepath.Join(t.TempDir(), "obs.json")},
 		Notify: func(_ context.Context, name string, firing bool, _ map[string]string, _ string) {
+			w.mu.Lock()
 			if firing {
-				w.mu.Lock()
 				w.alerts = append(w.alerts, name)
-				w.mu.Unlock()
+			} else {
+				w.resolved = append(w.resolved, name)
 			}
+			w.mu.Unlock()
 		},
 	}
 	return &fixture{w, c, master, slave, engine, roles}
@@ -720,4 +723,22 @@ func TestReseedRequestsRestartsAndReleases(t *testing.T) {
 		t.Fatalf("not released: %+v", f.roles.rf)
 	}
 	f.mustHaveBefore(t, "lock", "roles primary=.21 quarantined=")
+}
+
+func TestQuarantineReleasedElsewhereIsResolvedByTheWatch(t *testing.T) {
+	f := newFixture(t)
+	f.slave.st.CurrentPos = gtids("0-1-100,0-2-7") // a transaction of its own
+	f.slave.st.Replica = &mariadb.ReplicaStatus{MasterHost: ".21", IORunning: "Yes", SQLRunning: "No"}
+	f.rounds(t, 1)
+	if !f.roles.rf.IsQuarantined(".22") || !slices.Contains(f.w.alerts, "DatabaseQuarantined") {
+		t.Fatalf("not quarantined: roles %+v alerts %q", f.roles.rf, f.w.alerts)
+	}
+	// `agent db reseed` in another process released it (the roles say so); the server is
+	// re-seeded but not replicating yet.
+	f.roles.rf.Quarantined = nil
+	f.slave.down = true
+	f.rounds(t, 1)
+	if !slices.Contains(f.w.resolved, "DatabaseQuarantined") {
+		t.Fatalf("the watch's quarantine alert was not resolved: %q", f.w.resolved)
+	}
 }

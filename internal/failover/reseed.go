@@ -127,9 +127,33 @@ func (c *Cluster) release(ctx context.Context, r *Node, rf RolesFile) error {
 	}
 	if quarantined {
 		c.log().Info("database: the quarantined server replicates again: released", "server", r.Container)
+		c.mu.Lock()
+		delete(c.quarantineAlerted, r.Addr)
+		c.mu.Unlock()
 		c.notify(ctx, "DatabaseQuarantined", false, map[string]string{"server": r.Container}, "")
 	}
 	return nil
+}
+
+// resolveReleased resolves the quarantine alerts of this process whose servers the roles no
+// longer quarantine (released by another process: its resolution alone would be overwritten by
+// this one's next re-post of the firing alert).
+func (c *Cluster) resolveReleased(ctx context.Context, rf RolesFile) {
+	c.mu.Lock()
+	var released map[string]string
+	for addr, container := range c.quarantineAlerted {
+		if !rf.IsQuarantined(addr) {
+			if released == nil {
+				released = map[string]string{}
+			}
+			released[addr] = container
+			delete(c.quarantineAlerted, addr)
+		}
+	}
+	c.mu.Unlock()
+	for _, container := range released {
+		c.notify(ctx, "DatabaseQuarantined", false, map[string]string{"server": container}, "")
+	}
 }
 
 func newToken() (string, error) {
