@@ -84,10 +84,16 @@ if [ "$(id -u)" = 0 ]; then as_mysql=(--user=mysql); fi
 # out is never handed out again by the new one after a failover.
 args=("${as_mysql[@]}" --datadir="$DATADIR" --server-id="$SERVER_ID" --report-host="$(hostname)"
 	--auto-increment-increment=2 --auto-increment-offset="$SERVER_ID")
+# A server that starts as a replica after a crash drops from its binary log the transactions it
+# had prepared but not committed (--init-rpl-role=SLAVE with rpl_semi_sync_slave_enabled: MariaDB's
+# semi-sync replica recovery). Those are the writes a killed or frozen primary was waiting to
+# have acknowledged, which no client was told were committed and which the promoted replica may
+# not have: kept, they would make the fenced old primary's history diverge (measured: without
+# it, a killed primary came back quarantined). A primary keeps them: its replica may have them.
 if [ "$ROLE" = primary ]; then
 	args+=(--rpl-semi-sync-master-enabled=ON)
 else
-	args+=(--read-only=ON --rpl-semi-sync-master-enabled=OFF)
+	args+=(--read-only=ON --rpl-semi-sync-master-enabled=OFF --init-rpl-role=SLAVE)
 fi
 
 # sql_quote escapes a value for a single-quoted SQL string literal.
