@@ -90,8 +90,8 @@ type Cluster struct {
 	// quarantined: resolved when the roles no longer quarantine them, whoever released them
 	// (`agent db reseed` in another process).
 	quarantineAlerted map[string]string
-	wake                        chan struct{}
-	wakeOnce                    sync.Once
+	wake              chan struct{}
+	wakeOnce          sync.Once
 }
 
 // Observation is what the primary said when it last answered, and what the replica had received.

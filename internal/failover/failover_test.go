@@ -19,7 +19,7 @@ import (
 
 // world records every action of the fakes in order, so tests can check the fencing order.
 type world struct {
-	mu      sync.Mutex
+	mu       sync.Mutex
 	actions  []string
 	alerts   []string
 	resolved []string
