@@ -50,5 +50,8 @@ func cmdDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for _, c := range out.Plan.Changes {
 		fmt.Fprintf(tw, "%s\t%s\n", c.Service, c.Reason)
 	}
+	for _, c := range out.Plan.Reloads {
+		fmt.Fprintf(tw, "%s\t%s (in place)\n", c.Service, c.Reason)
+	}
 	return tw.Flush()
 }

@@ -32,6 +32,10 @@ import (
 // certificate, and the stack's .env (all git-ignored in the stack).
 var persistentPaths = []string{"secrets", "nginx/ssl", ".env"}
 
+// livePaths are reloaded in place by the services that mount them (nginx's configuration:
+// a change is checked with nginx -t and applied by a reload, not a new container).
+var livePaths = []string{"nginx/conf"}
+
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", "run [--config FILE]", stderr)
 	configPath := fs.String("config", os.Getenv("HASTACK_AGENT_CONFIG"), "configuration file (env HASTACK_AGENT_CONFIG); without one, defaults and HASTACK_AGENT_* variables")
@@ -143,7 +147,7 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	rec, err := agentsync.New(agentsync.Options{
 		Project: cfg.Compose.Project, Subpath: cfg.Source.Path, ComposeFiles: cfg.Compose.Files,
-		WorkDir: cfg.WorkDir, SharedDir: cfg.SharedDir, Persistent: persistentPaths,
+		WorkDir: cfg.WorkDir, SharedDir: cfg.SharedDir, Persistent: persistentPaths, Live: livePaths,
 		HealthTimeout: time.Duration(cfg.Compose.HealthTimeout), PollInterval: time.Duration(cfg.Source.PollInterval),
 		DriftMode: agentsync.DriftMode(cfg.Drift.Mode), DriftGrace: time.Duration(cfg.Drift.GracePeriod),
 		DriftInterval: time.Duration(cfg.Drift.CheckInterval), History: cfg.History,

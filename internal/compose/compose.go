@@ -37,6 +37,15 @@ const RollingLabel = "io.hastack.rolling-group"
 // config hash when those files change, so Compose itself recreates the service.
 const DigestLabel = "io.hastack.content-digest"
 
+// ReloadTestLabel and ReloadLabel name the commands (run in the service's container, split on
+// spaces, no shell) that check and apply a change to a live path it mounts (sync.Options.Live)
+// without recreating it: nginx's `nginx -t` and `nginx -s reload`. A service that mounts a live
+// path without ReloadLabel is recreated when it changes, as for any other file.
+const (
+	ReloadTestLabel = "io.hastack.reload-test"
+	ReloadLabel     = "io.hastack.reload"
+)
+
 // Project is one Compose project in a directory.
 type Project struct {
 	Name string // compose project name (-p)
@@ -65,6 +74,8 @@ type Service struct {
 	BindSources []string
 	// Digest is the service's DigestLabel value ("" without the override).
 	Digest string
+	// ReloadTest and Reload are its ReloadTestLabel and ReloadLabel commands (nil without).
+	ReloadTest, Reload []string
 }
 
 // Error is a failed compose command, with the tail of what it printed.
@@ -174,7 +185,8 @@ func (p Project) Services(ctx context.Context) ([]Service, error) {
 	}
 	var out []Service
 	for name, s := range cfg.Services {
-		svc := Service{Name: name, ConfigHash: byName[name], RollingGroup: s.Labels[RollingLabel], Restart: s.Restart, Digest: s.Labels[DigestLabel]}
+		svc := Service{Name: name, ConfigHash: byName[name], RollingGroup: s.Labels[RollingLabel], Restart: s.Restart, Digest: s.Labels[DigestLabel],
+			ReloadTest: strings.Fields(s.Labels[ReloadTestLabel]), Reload: strings.Fields(s.Labels[ReloadLabel])}
 		for _, v := range s.Volumes {
 			if v.Type == "bind" {
 				svc.BindSources = append(svc.BindSources, v.Source)

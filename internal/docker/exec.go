@@ -137,3 +137,21 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Run runs cmd in the container and returns what it printed on standard output; a failure
+// carries its standard error.
+func (c *Client) Run(ctx context.Context, containerName string, cmd []string) (string, error) {
+	e, err := c.ExecStream(ctx, containerName, cmd, nil)
+	if err != nil {
+		return "", err
+	}
+	out, rerr := io.ReadAll(io.LimitReader(e.Stdout, 1<<20))
+	io.Copy(io.Discard, e.Stdout)
+	if err := e.Wait(ctx); err != nil {
+		return string(out), fmt.Errorf("%s in %s: %w", strings.Join(cmd, " "), containerName, err)
+	}
+	if rerr != nil {
+		return string(out), fmt.Errorf("%s in %s: read output: %w", strings.Join(cmd, " "), containerName, rerr)
+	}
+	return string(out), nil
+}

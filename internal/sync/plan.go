@@ -32,10 +32,13 @@ type Plan struct {
 	// depend on rolling members (a load balancer). Compose brings up a service's dependencies
 	// with it, so listing such a dependent earlier would recreate a whole rolling group at once.
 	Steps [][]string `json:"steps"`
+	// Reloads are the running services that apply a change to a live path in place (a diff's
+	// plan: the reason names the path).
+	Reloads []Change `json:"reloads,omitempty"`
 }
 
 // Empty reports whether the plan changes nothing.
-func (p Plan) Empty() bool { return len(p.Changes) == 0 }
+func (p Plan) Empty() bool { return len(p.Changes) == 0 && len(p.Reloads) == 0 }
 
 // Services lists the services the plan changes.
 func (p Plan) Services() []string {

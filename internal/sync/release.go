@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hastack/hastack/internal/compose"
@@ -140,15 +141,20 @@ func (r *Reconciler) exportRelease(ctx context.Context, commit, dst string, seed
 	if err != nil {
 		return fmt.Errorf("release %s: %w", short(commit), err)
 	}
-	mounts := make([]string, len(r.opts.Persistent))
-	for i, p := range r.opts.Persistent {
-		mounts[i] = path.Join(filepath.ToSlash(r.opts.Subpath), p)
+	var mounts []string
+	for _, p := range append(slices.Clone(r.opts.Persistent), r.opts.Live...) {
+		mounts = append(mounts, path.Join(filepath.ToSlash(r.opts.Subpath), p))
 	}
 	if err := pathguard.Links(links, mounts...); err != nil {
 		return fmt.Errorf("release %s: %w", short(commit), err)
 	}
 	if err := linkPersistent(dir, r.sharedDir(), r.opts.Persistent, seed); err != nil {
 		return fmt.Errorf("release %s: %w", short(commit), err)
+	}
+	if seed { // a diff keeps the commit's copy where it is, and writes nothing outside dst
+		if err := r.linkLive(dst, dir); err != nil {
+			return fmt.Errorf("release %s: %w", short(commit), err)
+		}
 	}
 	return nil
 }
@@ -160,6 +166,22 @@ func (r *Reconciler) openRelease(ctx context.Context, commit, root, base string)
 	services, err := r.stackOf(root, projectDir, false).Services(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// A service that reloads a live path it mounts is not recreated for a change there.
+	for i, s := range services {
+		if len(s.Reload) == 0 {
+			continue
+		}
+		var kept []string
+		for _, src := range s.BindSources {
+			if rel, ok := pathguard.Rel(projectDir, src); ok {
+				if _, live := r.liveOf(rel); live {
+					continue
+				}
+			}
+			kept = append(kept, src)
+		}
+		services[i].BindSources = kept
 	}
 	// Compose reports paths under base; the files to digest are this release's copies, except
 	// the persistent paths (generated secrets, certificates): decided by name, since they may
@@ -173,6 +195,12 @@ func (r *Reconciler) openRelease(ctx context.Context, commit, root, base string)
 			for _, pp := range r.opts.Persistent {
 				if inStack == pp || strings.HasPrefix(inStack, pp+"/") {
 					return ""
+				}
+			}
+			// A live path's content is the release's copy (a diff's tree has it in place).
+			if _, live := r.liveOf(inStack); live {
+				if saved := filepath.Join(root, liveCopyDir, inStack); exists(saved) {
+					return saved
 				}
 			}
 		}
@@ -285,4 +313,9 @@ func (r *Reconciler) removeDiffLeftovers() {
 	for _, d := range left {
 		os.RemoveAll(d)
 	}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }

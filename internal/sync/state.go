@@ -28,6 +28,7 @@ type Deploy struct {
 	Outcome   string    `json:"outcome"`
 	Reason    string    `json:"reason,omitempty"`
 	Recreated []string  `json:"recreated,omitempty"`
+	Reloaded  []string  `json:"reloaded,omitempty"` // reloaded in place (live paths)
 }
 
 // State is what the agent remembers across restarts.

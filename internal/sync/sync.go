@@ -73,8 +73,10 @@ type Options struct {
 	// symlink to the applied one. Compose runs with WorkDir/current/<Subpath> as its project
 	// directory, so the paths it resolves (bind mounts, build contexts) and therefore its
 	// configuration hashes stay the same from one commit to the next.
-	WorkDir       string
-	Persistent    []string      // paths under Subpath kept across releases (secrets/, .env, ...)
+	WorkDir    string
+	Persistent []string // paths under Subpath kept across releases (secrets/, .env, ...)
+	// Live are directories under Subpath that services reload in place (live.go).
+	Live          []string
 	SharedDir     string        // where the persistent paths live; "" means WorkDir/shared
 	HealthTimeout time.Duration // how long a deploy waits for every service to be healthy
 	PollInterval  time.Duration // 0: no polling
@@ -135,6 +137,7 @@ type Reconciler struct {
 	opts     Options
 	src      Source
 	engine   Engine
+	runner   Runner // engine's Run, for the live paths' reloads
 	newStack func(projectDir string, files []string) Stack
 	store    *Store
 	events   Events
@@ -192,6 +195,11 @@ func New(opts Options, src Source, engine Engine, newStack func(projectDir strin
 		opts: opts, src: src, engine: engine, newStack: newStack, store: store,
 		events: events, metrics: metrics, log: log,
 		trigger: make(chan string, 1), diffs: make(chan struct{}, MaxDiffs), state: st, driftSince: map[string]time.Time{},
+	}
+	if rn, ok := engine.(Runner); ok {
+		r.runner = rn
+	} else if len(opts.Live) > 0 {
+		return nil, fmt.Errorf("live paths %v need an engine that runs commands in containers", opts.Live)
 	}
 	r.removeDiffLeftovers()
 	r.status.Project = opts.Project
@@ -329,7 +337,7 @@ func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, i
 	if err := r.linkCurrent(rev.Commit); err != nil {
 		return err
 	}
-	plan, touched, err := r.applyRelease(ctx, stack)
+	plan, touched, err := r.applyRelease(ctx, stack, rev.Commit, &d)
 	d.Recreated = plan.Services()
 	if err != nil {
 		if !touched && st.Applied != "" {
@@ -409,7 +417,7 @@ func (r *Reconciler) fail(ctx context.Context, st State, d Deploy, cause error, 
 // applyRelease builds and brings up a release whose files current/ points at, rolling groups
 // one member at a time, and waits until every service is ready. touched says whether any
 // container may have changed.
-func (r *Reconciler) applyRelease(ctx context.Context, stack Stack) (plan Plan, touched bool, err error) {
+func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit string, d *Deploy) (plan Plan, touched bool, err error) {
 	services, err := stack.Services(ctx)
 	if err != nil {
 		return plan, false, fmt.Errorf("read services: %w", err)
@@ -421,6 +429,19 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack) (plan Plan, 
 	plan = MakePlan(services, running)
 	if err := stack.Build(ctx); err != nil {
 		return plan, false, fmt.Errorf("build: %w", err)
+	}
+	// The live paths first: a failed check leaves everything as it was; a service recreated
+	// below starts with the new files.
+	if len(r.opts.Live) > 0 {
+		root, err := r.releaseRoot(commit)
+		if err != nil {
+			return plan, false, err
+		}
+		reloaded, err := r.applyLive(ctx, root, filepath.Join(r.currentLink(), r.opts.Subpath), services)
+		d.Reloaded = reloaded
+		if err != nil {
+			return plan, len(reloaded) > 0, err
+		}
 	}
 	for _, step := range plan.Steps {
 		touched = true
@@ -547,7 +568,11 @@ func (r *Reconciler) Plan(ctx context.Context, commit string) (Revision, Plan, e
 	if err != nil {
 		return rev, Plan{}, err
 	}
-	return rev, MakePlan(services, running), nil
+	plan := MakePlan(services, running)
+	if plan.Reloads, err = r.liveReloads(ctx, filepath.Join(root, r.opts.Subpath), filepath.Join(base, r.opts.Subpath), services); err != nil {
+		return rev, plan, err
+	}
+	return rev, plan, nil
 }
 
 // Status reports the agent's view, with each service's container state read now.

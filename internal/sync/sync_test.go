@@ -33,6 +33,7 @@ type release struct {
 	invalid   bool              // compose config fails
 	unhealthy map[string]bool   // these services never become healthy
 	links     map[string]string // symlinks of its tree: path -> target
+	files     map[string]string // files of its tree: path -> content
 }
 
 // fakeWorld is a git source, a compose CLI and a Docker engine in one, in memory.
@@ -43,6 +44,19 @@ type fakeWorld struct {
 	containers map[string]docker.Container // by service
 	ups        [][]string                  // every Up call
 	exportGate chan struct{}               // when set, each Export waits for a value
+	runs       []string                    // every command run in a container: "container: cmd"
+	runErr     map[string]error            // the error of a command, by its first word after the path
+}
+
+func (w *fakeWorld) Run(ctx context.Context, container string, cmd []string) (string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	line := container + ": " + strings.Join(cmd, " ")
+	w.runs = append(w.runs, line)
+	if err := w.runErr[cmd[len(cmd)-1]]; err != nil {
+		return "nginx: [emerg] unknown directive", err
+	}
+	return "", nil
 }
 
 func newWorld() *fakeWorld {
@@ -79,6 +93,14 @@ func (w *fakeWorld) Export(ctx context.Context, commit, dst string) error {
 	if err := os.WriteFile(filepath.Join(dst, "stack", "secrets", ".gitignore"), []byte("*\n"), 0o644); err != nil {
 		return err
 	}
+	for p, content := range rel.files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, p)), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, p), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
 	for p, target := range rel.links {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, p)), 0o755); err != nil {
 			return err
@@ -103,12 +125,13 @@ func (w *fakeWorld) ProjectContainers(ctx context.Context, project string) ([]do
 // stack opens a release's project; the commit is the directory two levels above its first
 // compose file (WorkDir/<commit>/stack/docker-compose.yml).
 func (w *fakeWorld) stack(projectDir string, files []string) Stack {
-	return &fakeStack{w: w, commit: filepath.Base(filepath.Dir(filepath.Dir(files[0])))}
+	return &fakeStack{w: w, commit: filepath.Base(filepath.Dir(filepath.Dir(files[0]))), projectDir: projectDir}
 }
 
 type fakeStack struct {
-	w      *fakeWorld
-	commit string
+	w          *fakeWorld
+	commit     string
+	projectDir string
 }
 
 func (s *fakeStack) rel() release {
@@ -124,8 +147,18 @@ func (s *fakeStack) Validate(ctx context.Context) error {
 	return nil
 }
 
+// Services returns the release's services, with "$PROJECT" in a bind source replaced by the
+// project directory, as Compose resolves it.
 func (s *fakeStack) Services(ctx context.Context) ([]compose.Service, error) {
-	return s.rel().services, nil
+	var out []compose.Service
+	for _, svc := range s.rel().services {
+		svc.BindSources = slices.Clone(svc.BindSources)
+		for i, b := range svc.BindSources {
+			svc.BindSources[i] = strings.Replace(b, "$PROJECT", s.projectDir, 1)
+		}
+		out = append(out, svc)
+	}
+	return out, nil
 }
 func (s *fakeStack) Build(ctx context.Context) error { return nil }
 

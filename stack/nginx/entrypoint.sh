@@ -6,6 +6,8 @@
 #    TLS_HOSTNAMES changes. Started as root (the image's default), it copies the pair into
 #    /etc/nginx/tls (memory) for www-data and runs everything after that as www-data: the key may
 #    be root's own, mode 0600, as the seed's openssl command makes it.
+#  - Configuration: nginx/conf, mounted at /etc/nginx/hastack (the image's nginx.conf includes
+#    it). `entrypoint.sh test` checks it and `entrypoint.sh reload` applies it in place.
 #  - Backends: $WEB_BACKENDS lists them as NAME=ADDRESS (fixed addresses on the front network, so
 #    nginx never needs a reload when a backend stops, returns or is recreated). For them it writes
 #    one upstream group with every backend and one without each, and the per-request choice
@@ -128,12 +130,37 @@ write_backends() {
 	log "backends: $WEB_BACKENDS"
 }
 
+# `entrypoint.sh test` and `entrypoint.sh reload`, run in the running container (the agent's
+# docker exec, the labels in docker-compose.yml): check the configuration as it is mounted now,
+# and apply it (the certificate read again, nginx -t, a graceful reload of the workers).
+# open_output lets nginx's user open our output: nginx opens its logs, /dev/stdout and
+# /dev/stderr, by name, and the pipes are root's.
+open_output() {
+	if [ "$(id -u)" = 0 ]; then
+		chmod o+w /proc/self/fd/1 /proc/self/fd/2 || log "cannot open the output to $RUN_AS: nginx's logs may fail"
+	fi
+}
+
+case "${1:-}" in
+test)
+	open_output
+	as_nginx nginx -t -q
+	exit
+	;;
+reload)
+	open_output
+	setup_tls
+	as_nginx nginx -t -q
+	as_nginx nginx -s reload
+	log "reloaded"
+	exit
+	;;
+esac
+
 if [ "${1:-}" != --unprivileged ]; then
 	setup_tls
 	if [ "$(id -u)" = 0 ]; then
-		# nginx opens its logs, /dev/stdout and /dev/stderr, by name: the container's output
-		# pipes are root's, so let its own user write them too.
-		chmod o+w /proc/self/fd/1 /proc/self/fd/2 || log "cannot open the output to $RUN_AS: nginx's logs may fail"
+		open_output
 		# From here on, and nginx itself: www-data, with no capability left.
 		exec setpriv --reuid="$RUN_AS" --regid="$RUN_AS" --init-groups -- "$0" --unprivileged
 	fi
