@@ -11,6 +11,7 @@ import (
 	"github.com/hastack/hastack/internal/backup"
 	"github.com/hastack/hastack/internal/config"
 	"github.com/hastack/hastack/internal/docker"
+	"github.com/hastack/hastack/internal/mariadb"
 )
 
 const drillSynopsis = `drill [--config FILE] [--json] [--allow-unsigned ID | ID | latest]
@@ -101,7 +102,7 @@ func drill(ctx context.Context, cfg config.Config, engine *docker.Client, req dr
 	}
 	name := fmt.Sprintf("hastack-drill-%s", strings.ToLower(m.ID))
 	defer engine.RemoveScratch(context.WithoutCancel(ctx), name)
-	s, err := scratchServer(ctx, engine, image, name, "drill")
+	s, err := mariadb.StartScratch(ctx, engine, image, name, "drill")
 	if err != nil {
 		return backup.DrillReport{}, fmt.Errorf("restore drill of %s: %w", m.ID, err)
 	}

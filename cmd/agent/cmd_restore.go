@@ -19,6 +19,7 @@ import (
 	"github.com/hastack/hastack/internal/backup"
 	"github.com/hastack/hastack/internal/config"
 	"github.com/hastack/hastack/internal/docker"
+	"github.com/hastack/hastack/internal/mariadb"
 	"github.com/hastack/hastack/internal/s3store"
 )
 
@@ -123,16 +124,16 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		fmt.Fprintf(stderr, "starting %s from %s\n", plan.Target, image)
-		s, err := scratchServer(ctx, engine, image, plan.Target, "restore")
+		s, err := mariadb.StartScratch(ctx, engine, image, plan.Target, "restore")
 		if err != nil {
 			return err
 		}
 		o.Target = s
 	default:
-		o.Target = containerServer{engine: engine, container: plan.Target, passwordFile: plan.passwordFile}
+		o.Target = mariadb.ContainerServer{Engine: engine, Container: plan.Target, PasswordFile: plan.passwordFile}
 	}
 	if plan.Replica != "" {
-		o.Replica = containerServer{engine: engine, container: plan.Replica, passwordFile: cfg.Backup.PasswordFile}
+		o.Replica = mariadb.ContainerServer{Engine: engine, Container: plan.Replica, PasswordFile: cfg.Backup.PasswordFile}
 	}
 	if plan.SafetyBackup {
 		o.Safety = func(ctx context.Context) (backup.Manifest, error) {

@@ -2,7 +2,9 @@
 // protocol: their state (read-only, GTID positions, semi-synchronous replication, the replica's
 // threads), and the actions of a failover (promote a replica, make a server replicate from
 // another, fence a server read-only). It parses MariaDB's GTID lists; the decisions are the
-// failover package's.
+// failover package's. ContainerServer reaches a server through its container's own client
+// instead (backups and restores stream SQL through docker exec), and StartScratch starts a
+// throw-away server for restores and drills.
 package mariadb
 
 import (

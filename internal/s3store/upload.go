@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // abortTimeout bounds the AbortMultipartUpload sent after a failed upload.
@@ -66,21 +67,63 @@ func (s *Store) Upload(ctx context.Context, key string, r io.Reader, contentType
 }
 
 // abort removes the parts of a failed multipart upload. It uses a context of
-// its own, detached from the upload's (which may be the cancelled one).
+// its own, detached from the upload's (which may be the cancelled one). A part
+// whose request was cancelled may still be stored after the abort (the store
+// was still receiving it): as S3's documentation advises, the parts are listed
+// afterwards and the abort sent again until the upload is gone (a few tries).
 func (s *Store) abort(ctx context.Context, key *string, uploadID string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
-	_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-		Bucket:   aws.String(s.bucket),
-		Key:      key,
-		UploadId: aws.String(uploadID),
-	})
-	if err != nil {
-		return fmt.Errorf("%w: its parts remain in bucket %s and cost storage; "+
-			"remove them with AbortMultipartUpload or a lifecycle rule for incomplete multipart uploads",
-			s.wrapErr(fmt.Sprintf("abort multipart upload %s of %q", uploadID, aws.ToString(key)), false, err), s.bucket)
+	const tries = 5
+	for try := 1; try <= tries; try++ {
+		_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket:   aws.String(s.bucket),
+			Key:      key,
+			UploadId: aws.String(uploadID),
+		})
+		var nsu *types.NoSuchUpload
+		if err != nil && !(try > 1 && errors.As(err, &nsu)) { // gone since the last try: fine
+			return s.abortFailed(key, uploadID, err)
+		}
+		// Let a part still in flight land, then look.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+		}
+		if s.uploadGone(ctx, key, uploadID) {
+			return nil
+		}
 	}
-	return nil
+	return s.abortFailed(key, uploadID, fmt.Errorf("parts still stored after %d aborts", tries))
+}
+
+func (s *Store) abortFailed(key *string, uploadID string, err error) error {
+	return fmt.Errorf("%w: its parts remain in bucket %s and cost storage; "+
+		"remove them with AbortMultipartUpload or a lifecycle rule for incomplete multipart uploads",
+		s.wrapErr(fmt.Sprintf("abort multipart upload %s of %q", uploadID, aws.ToString(key)), false, err), s.bucket)
+}
+
+// uploadGone tells whether a multipart upload has no part left and is not listed among the
+// bucket's incomplete uploads (a store may list an upload whose parts it has removed).
+func (s *Store) uploadGone(ctx context.Context, key *string, uploadID string) bool {
+	parts, err := s.client.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String(s.bucket), Key: key, UploadId: aws.String(uploadID)})
+	var nsu *types.NoSuchUpload
+	switch {
+	case errors.As(err, &nsu):
+		return true
+	case err != nil || len(parts.Parts) > 0:
+		return false
+	}
+	out, err := s.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket), Prefix: key})
+	if err != nil {
+		return false
+	}
+	for _, u := range out.Uploads {
+		if aws.ToString(u.UploadId) == uploadID {
+			return false
+		}
+	}
+	return true
 }
 
 // countingReader counts the bytes read through it.

@@ -1,4 +1,4 @@
-package main
+package mariadb
 
 import (
 	"bufio"
@@ -12,25 +12,26 @@ import (
 	"github.com/hastack/hastack/internal/docker"
 )
 
-// containerServer is a MariaDB server in a container, reached with the container's own client
-// through the Docker API: as root with the password in passwordFile (a path inside the
-// container), or through the unix socket when passwordFile is "" (a scratch server).
-type containerServer struct {
-	engine       *docker.Client
-	container    string
-	passwordFile string
+// ContainerServer is a MariaDB server in a container, reached with the container's own client
+// through the Docker API (backups and restores: a dump streams out, SQL streams in): as root
+// with the password in PasswordFile (a path inside the container), or through the unix socket
+// when PasswordFile is "" (a scratch server).
+type ContainerServer struct {
+	Engine       *docker.Client
+	Container    string
+	PasswordFile string
 }
 
-func (s containerServer) Name() string { return s.container }
+func (s ContainerServer) Name() string { return s.Container }
 
 // client is the command line running the MariaDB client as root with args, in sandbox mode.
-func (s containerServer) client(args ...string) []string {
-	return backup.ClientCommand(s.passwordFile, args...)
+func (s ContainerServer) client(args ...string) []string {
+	return backup.ClientCommand(s.PasswordFile, args...)
 }
 
 // Load runs the SQL read from sql; the client stops at the first error.
-func (s containerServer) Load(ctx context.Context, sql io.Reader) error {
-	e, err := s.engine.ExecInput(ctx, s.container, s.client("--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4"), nil, sql)
+func (s ContainerServer) Load(ctx context.Context, sql io.Reader) error {
+	e, err := s.Engine.ExecInput(ctx, s.Container, s.client("--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4"), nil, sql)
 	if err != nil {
 		return err
 	}
@@ -40,8 +41,8 @@ func (s containerServer) Load(ctx context.Context, sql io.Reader) error {
 
 // Query runs q and returns its rows (mariadb --batch: a tab-separated header, then rows, with
 // tab, newline, NUL and backslash escaped in values; NULL is "NULL").
-func (s containerServer) Query(ctx context.Context, q string) ([]map[string]string, error) {
-	e, err := s.engine.ExecStream(ctx, s.container, s.client("--batch", "-e", q), nil)
+func (s ContainerServer) Query(ctx context.Context, q string) ([]map[string]string, error) {
+	e, err := s.Engine.ExecStream(ctx, s.Container, s.client("--batch", "-e", q), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -101,13 +102,13 @@ func unescapeBatch(s string) string {
 	return b.String()
 }
 
-// scratchServer starts a throw-away MariaDB server from image: no network, no binary log, its
+// StartScratch starts a throw-away MariaDB server from image: no network, no binary log, its
 // data in an anonymous volume that goes with the container, run as mysql (no capability: images
 // made before the stack ran as mysql too start as root by default). Root authenticates by
 // password, an empty one, not by the unix socket's user: the server has no network, only the
 // agent's execs reach it. It returns once the server answers.
-func scratchServer(ctx context.Context, engine *docker.Client, image, name, purpose string) (containerServer, error) {
-	s := containerServer{engine: engine, container: name}
+func StartScratch(ctx context.Context, engine *docker.Client, image, name, purpose string) (ContainerServer, error) {
+	s := ContainerServer{Engine: engine, Container: name}
 	script := "mariadb-install-db --datadir=/var/lib/mysql --skip-test-db --auth-root-authentication-method=normal >/dev/null && " +
 		"exec mariadbd --datadir=/var/lib/mysql --skip-networking --skip-log-bin --server-id=999 " +
 		"--innodb-flush-log-at-trx-commit=0 --skip-slow-query-log --max-allowed-packet=1G"
@@ -132,4 +133,4 @@ func scratchServer(ctx context.Context, engine *docker.Client, image, name, purp
 	}
 }
 
-var _ backup.Server = containerServer{}
+var _ backup.Server = ContainerServer{}
