@@ -738,22 +738,17 @@ func testNginxConfigReload(t *testing.T, ctx context.Context, s *stack, a *agent
 	if h := confHeader(); h != "v3" {
 		t.Errorf("X-Hastack-Conf %q after the reload, want v3", h)
 	}
-	// A reload closes the kept-alive connections that are idle at that instant (nginx has no way
-	// to answer one more request on them with Connection: close): a client that had just sent a
-	// request on one sees it closed. At most 2 of those are tolerated (measured: 0 or 1 per
-	// reload with 20 clients); any other failure is not.
-	closed := 0
+	// No failed request: nginx closes the kept-alive connections that are idle at a reload, and a
+	// request a client sends on one at that instant would be lost, so the reload drains first
+	// (answers say Connection: close for a second, entrypoint.sh reload). Measured before the
+	// drain: 1 and 5 of 20 clients lost a request at the reload.
 	for i, f := range res.Failures {
-		if strings.Contains(f.Err, "connection closed") {
-			closed++
-		}
 		if i < 10 {
-			t.Logf("failed request at %v: %s", f.At.Format("15:04:05.000"), f.Err)
+			t.Errorf("failed request at %v: %s", f.At.Format("15:04:05.000"), f.Err)
 		}
 	}
-	if len(res.Failures) > closed || closed > 2 {
-		t.Errorf("%d of %d requests failed during the reload (%d on a closed kept-alive connection), want at most 2, all of that kind",
-			len(res.Failures), res.Requests, closed)
+	if len(res.Failures) > 0 {
+		t.Errorf("%d of %d requests failed during the reload, want 0", len(res.Failures), res.Requests)
 	}
 
 	// A broken configuration: refused by nginx -t, the old files back, nothing restarted.

@@ -151,7 +151,14 @@ reload)
 	open_output
 	setup_tls
 	as_nginx nginx -t -q
+	# Drain first: for NGINX_RELOAD_DRAIN seconds every answer says "Connection: close"
+	# (nginx.conf), so that clients leave their kept-alive connections before the old workers
+	# close the idle ones, which would lose a request sent on one at that instant.
+	trap 'as_nginx rm -f /run/nginx-drain' EXIT
+	as_nginx touch /run/nginx-drain
+	sleep "${NGINX_RELOAD_DRAIN:-1}"
 	as_nginx nginx -s reload
+	sleep 1
 	log "reloaded"
 	exit
 	;;
