@@ -286,6 +286,35 @@ func (r *receivers) mails(t *testing.T, words ...string) []string {
 	return out
 }
 
+// mailTexts returns the plain-text bodies of the mails whose subject or snippet mention words.
+func (r *receivers) mailTexts(t *testing.T, words ...string) []string {
+	t.Helper()
+	var list struct {
+		Messages []struct {
+			ID      string `json:"ID"`
+			Subject string `json:"Subject"`
+			Snippet string `json:"Snippet"`
+		} `json:"messages"`
+	}
+	if err := getJSON(r.mailAPI+"/api/v1/messages?limit=200", &list); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range list.Messages {
+		if !containsAll(m.Subject+" "+m.Snippet, words) {
+			continue
+		}
+		var msg struct {
+			Text string `json:"Text"`
+		}
+		if err := getJSON(r.mailAPI+"/api/v1/message/"+m.ID, &msg); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, msg.Text)
+	}
+	return out
+}
+
 func containsAll(s string, words []string) bool {
 	for _, w := range words {
 		if !strings.Contains(s, w) {
@@ -332,8 +361,16 @@ func testBackendAlert(t *testing.T, ctx context.Context) {
 		}
 	}()
 	waitNotified(t, r, 3*time.Minute, true, true, "WebBackendDown", "FIRING")
-	if posts := r.slackPosts("WebBackendDown", "FIRING"); !strings.Contains(posts[0], "web1") {
+	posts := r.slackPosts("WebBackendDown", "FIRING")
+	if !strings.Contains(posts[0], "web1") {
 		t.Fatalf("the Slack post does not name web1:\n%s", posts[0])
+	}
+	// Links the operator can open (the published ports on this host), never a container id.
+	if link := "http://127.0.0.1:" + prometheusPort + "/graph"; !strings.Contains(posts[0], link) {
+		t.Errorf("the Slack post has no link to %s:\n%s", link, posts[0])
+	}
+	if link, texts := "http://127.0.0.1:"+alertmgrPort+"/#/alerts", r.mailTexts(t, "WebBackendDown", "FIRING"); len(texts) == 0 || !strings.Contains(texts[0], link) {
+		t.Errorf("the e-mail has no link to %s:\n%v", link, texts)
 	}
 	if out, err := exec.CommandContext(ctx, "docker", "start", c("web1")).CombinedOutput(); err != nil {
 		t.Fatalf("docker start: %v\n%s", err, out)

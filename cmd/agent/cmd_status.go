@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -90,11 +91,11 @@ func printStatus(w io.Writer, resp api.StatusResponse) {
 
 	fmt.Fprintln(w, "\nHISTORY (newest first)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "FINISHED\tCOMMIT\tTRIGGER\tOUTCOME\tCHANGED\tREASON")
+	fmt.Fprintln(tw, "FINISHED\tCOMMIT\tTRIGGER\tOUTCOME\tRECREATED\tRELOADED\tREASON")
 	for i := len(st.History) - 1; i >= 0; i-- {
 		d := st.History[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.Finished.Local().Format("2006-01-02 15:04:05"), short(d.Commit),
-			d.Trigger, d.Outcome, len(d.Recreated), oneLine(d.Reason, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Finished.Local().Format("2006-01-02 15:04:05"), short(d.Commit),
+			d.Trigger, d.Outcome, len(d.Recreated), orDash(strings.Join(d.Reloaded, ",")), oneLine(d.Reason, 100))
 	}
 	tw.Flush()
 }

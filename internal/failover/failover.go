@@ -34,6 +34,7 @@ type DB interface {
 	Status(ctx context.Context) (mariadb.Status, error)
 	SetReadOnly(ctx context.Context, on bool) error
 	Promote(ctx context.Context, applyTimeout time.Duration) error
+	ForgetPrimary(ctx context.Context) error
 	ReplicateFrom(ctx context.Context, primary, user, password string) error
 	StopReplication(ctx context.Context) error
 	RestartSemiSync(ctx context.Context) error
@@ -230,6 +231,13 @@ func (c *Cluster) Round(ctx context.Context) error {
 			return c.repairReadOnlyPrimary(ctx, p, r, rf, pp.st, rp)
 		}
 		c.observe(p, pp.st)
+		if pp.st.Replica != nil {
+			// A promotion that made it writable but did not clear its old replication.
+			c.log().Warn("database: the primary still has a replication configured: clearing it", "primary", p.Container)
+			if err := p.DB.ForgetPrimary(ctx); err != nil {
+				return fmt.Errorf("clear the old replication of %s: %w", p.Container, err)
+			}
+		}
 		if rp.err == nil {
 			return c.tendReplica(ctx, p, r, rf, pp.st, rp.st)
 		}
@@ -350,7 +358,7 @@ func (c *Cluster) failover(ctx context.Context, p, r *Node, rf RolesFile, force 
 		return fmt.Errorf("failover: fence %s: %w (nothing promoted)", p.Container, err)
 	}
 	fenced := time.Since(start)
-	if err := r.DB.Promote(ctx, c.applyTimeout()); err != nil {
+	if err := c.promote(ctx, r, c.applyTimeout()); err != nil {
 		// The roles file already names r: the next round finishes the promotion
 		// (repairReadOnlyPrimary), and the old primary stays down meanwhile.
 		c.refuse(ctx, p, r, fmt.Sprintf("the promotion of %s failed after %s was fenced: %v", r.Container, p.Container, err))
@@ -547,11 +555,23 @@ func (c *Cluster) repairReadOnlyPrimary(ctx context.Context, p, r *Node, rf Role
 		}
 		c.markFenced(ctx, r)
 	}
-	if err := p.DB.Promote(ctx, c.applyTimeout()); err != nil {
+	if err := c.promote(ctx, p, c.applyTimeout()); err != nil {
 		c.refuse(ctx, p, r, fmt.Sprintf("finishing the promotion of %s failed: %v", p.Container, err))
 		return fmt.Errorf("finish the promotion of %s: %w", p.Container, err)
 	}
 	return nil
+}
+
+// promote promotes n; a promotion that made it writable but left its old replication behind
+// counts as done (the next round clears it).
+func (c *Cluster) promote(ctx context.Context, n *Node, applyTimeout time.Duration) error {
+	err := n.DB.Promote(ctx, applyTimeout)
+	var leftover *mariadb.LeftoverError
+	if errors.As(err, &leftover) {
+		c.log().Warn("database: promoted; its old replication is cleared at the next round", "server", n.Container, "error", err)
+		return nil
+	}
+	return err
 }
 
 // freshRoles reads the roles from where the database containers read them (not a cache), when

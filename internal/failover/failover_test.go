@@ -72,6 +72,13 @@ func (f *fakeDB) SetReadOnly(_ context.Context, on bool) error {
 
 func (f *fakeDB) Promote(context.Context, time.Duration) error {
 	f.w.do(f.name + " promote")
+	var leftover *mariadb.LeftoverError
+	if errors.As(f.promoteErr, &leftover) { // writable, its old replication left behind
+		f.mu.Lock()
+		f.st.ReadOnly, f.st.SemiSyncOn = false, true
+		f.mu.Unlock()
+		return f.promoteErr
+	}
 	if f.promoteErr != nil {
 		return f.promoteErr
 	}
@@ -86,6 +93,14 @@ func (f *fakeDB) ReplicateFrom(_ context.Context, primary, _, _ string) error {
 	f.mu.Lock()
 	f.st.ReadOnly = true
 	f.st.Replica = &mariadb.ReplicaStatus{MasterHost: primary, IORunning: "Yes", SQLRunning: "Yes"}
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeDB) ForgetPrimary(context.Context) error {
+	f.w.do(f.name + " forget primary")
+	f.mu.Lock()
+	f.st.Replica = nil
 	f.mu.Unlock()
 	return nil
 }
@@ -740,5 +755,31 @@ func TestQuarantineReleasedElsewhereIsResolvedByTheWatch(t *testing.T) {
 	f.rounds(t, 1)
 	if !slices.Contains(f.w.resolved, "DatabaseQuarantined") {
 		t.Fatalf("the watch's quarantine alert was not resolved: %q", f.w.resolved)
+	}
+}
+
+func TestPrimaryWithLeftoverReplicationIsCleared(t *testing.T) {
+	f := newFixture(t)
+	// Promoted and writable, but its replication of the old primary was not cleared.
+	f.master.st.Replica = &mariadb.ReplicaStatus{MasterHost: ".22", IORunning: "Connecting", SQLRunning: "No"}
+	f.rounds(t, 1)
+	if f.w.index("db_master forget primary") < 0 {
+		t.Fatalf("the leftover replication was not cleared: %q", f.w.actions)
+	}
+}
+
+func TestPromotionWithLeftoverReplicationCountsAndIsClearedNextRound(t *testing.T) {
+	f := newFixture(t)
+	f.rounds(t, 1)
+	f.slave.promoteErr = &mariadb.LeftoverError{Err: errors.New("stop replication: i/o timeout")}
+	f.master.down = true
+	f.c.Died("db_master")
+	f.rounds(t, 1)
+	if f.roles.rf.Primary != ".22" || !slices.Contains(f.w.alerts, "DatabaseFailover") || slices.Contains(f.w.alerts, "FailoverRefused") {
+		t.Fatalf("roles %+v alerts %q: a writable promoted server is a failover done", f.roles.rf, f.w.alerts)
+	}
+	f.rounds(t, 1)
+	if f.w.index("db_slave forget primary") < 0 {
+		t.Fatalf("the leftover replication was not cleared: %q", f.w.actions)
 	}
 }

@@ -67,7 +67,7 @@ func (c *Cluster) Switchover(ctx context.Context) (time.Duration, error) {
 	if err := c.Roles.Write(ctx, next); err != nil {
 		return 0, undo(err)
 	}
-	if err := r.DB.Promote(ctx, MaxSwitchoverPause); err != nil {
+	if err := c.promote(ctx, r, MaxSwitchoverPause); err != nil {
 		if rerr := r.DB.ReplicateFrom(context.WithoutCancel(ctx), p.Addr, c.ReplUser, c.ReplPassword); rerr != nil {
 			log.Error("switchover: cannot make the replica replicate again", "error", rerr)
 		}
