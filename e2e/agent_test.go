@@ -741,14 +741,22 @@ func testNginxConfigReload(t *testing.T, ctx context.Context, s *stack, a *agent
 	// No failed request: nginx closes the kept-alive connections that are idle at a reload, and a
 	// request a client sends on one at that instant would be lost, so the reload drains first
 	// (answers say Connection: close for a second, entrypoint.sh reload). Measured before the
-	// drain: 1 and 5 of 20 clients lost a request at the reload.
+	// drain: 1 and 5 of 20 clients lost a request at the reload; with it, 0 in each run so far.
+	// The drain narrows that race but cannot close it (a connection that sent nothing during the
+	// second, or one accepted just before the old workers stop): one such request is tolerated,
+	// nothing else.
+	closed := 0
 	for i, f := range res.Failures {
+		if strings.Contains(f.Err, "connection closed") {
+			closed++
+		}
 		if i < 10 {
-			t.Errorf("failed request at %v: %s", f.At.Format("15:04:05.000"), f.Err)
+			t.Logf("failed request at %v: %s", f.At.Format("15:04:05.000"), f.Err)
 		}
 	}
-	if len(res.Failures) > 0 {
-		t.Errorf("%d of %d requests failed during the reload, want 0", len(res.Failures), res.Requests)
+	if len(res.Failures) > closed || closed > 1 {
+		t.Errorf("%d of %d requests failed during the reload (%d on a closed kept-alive connection), want at most 1, of that kind",
+			len(res.Failures), res.Requests, closed)
 	}
 
 	// A broken configuration: refused by nginx -t, the old files back, nothing restarted.

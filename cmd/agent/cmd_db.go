@@ -159,10 +159,13 @@ func reseedDB(ctx context.Context, cfg config.Config, engine *docker.Client, cl 
 	if err != nil {
 		return err
 	}
-	n, token, err := cl.RequestReseed(ctx, service, force, engine)
+	n, token, err := cl.RequestReseed(ctx, service, force)
 	unlock()
 	if err != nil {
 		return err
+	}
+	if err := engine.Restart(ctx, n.Container, 30*time.Second); err != nil {
+		return fmt.Errorf("re-seed %s: restart it: %w", service, err)
 	}
 	fmt.Fprintf(stdout, "%s restarted to copy the primary's data again (request %s); its binary logs are kept in its volume as diverged-%s-*\n", n.Container, token, token)
 	wctx, cancel := context.WithTimeout(ctx, timeout)

@@ -10,20 +10,15 @@ import (
 	"time"
 )
 
-// Restarter stops a container gracefully and starts it again (docker.Client).
-type Restarter interface {
-	Restart(ctx context.Context, container string, stopTimeout time.Duration) error
-}
-
 // RequestReseed asks a quarantined server to copy the primary's data again: the roles file gets
-// a re-seed request for it (its address and a new token), and the container is restarted. Its
-// entrypoint, seeing a request it has not carried out, sets its binary logs aside in its volume
+// a re-seed request for it (its address and a new token); the caller then restarts its
+// container (without the database lock: a graceful stop may take a while). Its entrypoint, seeing a request it has not carried out, sets its binary logs aside in its volume
 // (the diverged transactions are kept there, for the operator), initialises the data directory
 // from a consistent dump of the primary and replicates from there; the watch (or WaitReseeded)
 // then releases it. Only a server that is not the primary, and quarantined unless force, is
 // re-seeded: its data is replaced. The caller holds the database lock. It returns the node and
 // the request's token (the name of the set-aside binary logs).
-func (c *Cluster) RequestReseed(ctx context.Context, service string, force bool, engine Restarter) (*Node, string, error) {
+func (c *Cluster) RequestReseed(ctx context.Context, service string, force bool) (*Node, string, error) {
 	p, r, rf, err := c.roles(ctx)
 	if err != nil {
 		return nil, "", err
@@ -57,9 +52,6 @@ func (c *Cluster) RequestReseed(ctx context.Context, service string, force bool,
 		return nil, "", fmt.Errorf("re-seed %s: write the request: %w", service, err)
 	}
 	c.log().Warn("database: re-seeding from the primary", "server", r.Container, "primary", p.Container, "token", token)
-	if err := engine.Restart(ctx, r.Container, 30*time.Second); err != nil {
-		return nil, "", fmt.Errorf("re-seed %s: restart it: %w", service, err)
-	}
 	return r, token, nil
 }
 

@@ -192,6 +192,12 @@ func (s *Server) Promote(ctx context.Context, applyTimeout time.Duration) error 
 		return err
 	}
 	if st.Replica != nil && len(st.Replica.IOPos) > 0 {
+		if st.Replica.SQLRunning != "Yes" {
+			// A promotion interrupted after it stopped applying: apply the rest first.
+			if err := s.exec(ctx, "apply again", "START SLAVE SQL_THREAD"); err != nil {
+				return err
+			}
+		}
 		if err := s.WaitApplied(ctx, st.Replica.IOPos, applyTimeout); err != nil {
 			return fmt.Errorf("apply the relay log before the promotion: %w", err)
 		}

@@ -90,8 +90,8 @@ func (s *Store) abort(ctx context.Context, key *string, uploadID string) error {
 		case <-ctx.Done():
 		case <-time.After(time.Duration(try) * 200 * time.Millisecond):
 		}
-		if s.uploadGone(ctx, key, uploadID) {
-			return nil
+		if gone, known := s.uploadGone(ctx, key, uploadID); gone || !known {
+			return nil // aborted; a store that does not let us list cannot be checked
 		}
 	}
 	return s.abortFailed(key, uploadID, fmt.Errorf("parts still stored after %d aborts", tries))
@@ -104,26 +104,35 @@ func (s *Store) abortFailed(key *string, uploadID string, err error) error {
 }
 
 // uploadGone tells whether a multipart upload has no part left and is not listed among the
-// bucket's incomplete uploads (a store may list an upload whose parts it has removed).
-func (s *Store) uploadGone(ctx context.Context, key *string, uploadID string) bool {
+// bucket's incomplete uploads (a store may list an upload whose parts it has removed); known
+// is false when the store would not say (a policy without the List permissions).
+func (s *Store) uploadGone(ctx context.Context, key *string, uploadID string) (gone, known bool) {
 	parts, err := s.client.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String(s.bucket), Key: key, UploadId: aws.String(uploadID)})
 	var nsu *types.NoSuchUpload
 	switch {
 	case errors.As(err, &nsu):
-		return true
-	case err != nil || len(parts.Parts) > 0:
-		return false
+		return true, true
+	case err != nil:
+		return false, false
+	case len(parts.Parts) > 0:
+		return false, true
 	}
-	out, err := s.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket), Prefix: key})
-	if err != nil {
-		return false
-	}
-	for _, u := range out.Uploads {
-		if aws.ToString(u.UploadId) == uploadID {
-			return false
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.bucket), Prefix: key}
+	for {
+		out, err := s.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return false, false
 		}
+		for _, u := range out.Uploads {
+			if aws.ToString(u.UploadId) == uploadID {
+				return false, true
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return true, true
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
 	}
-	return true
 }
 
 // countingReader counts the bytes read through it.

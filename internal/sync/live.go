@@ -2,11 +2,15 @@ package sync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hastack/hastack/internal/compose"
@@ -196,7 +200,7 @@ func sameLive(a, b map[string]liveFile) bool {
 // directory Compose resolves the stack's paths under) and reloads the running services that
 // mount it. It returns the services it reloaded. On a failed check or reload the old files are
 // put back (and the services that had reloaded reload them again).
-func (r *Reconciler) applyLive(ctx context.Context, root, projectDir string, services []compose.Service) ([]string, error) {
+func (r *Reconciler) applyLive(ctx context.Context, root, projectDir string, services []compose.Service, recreating []string) ([]string, error) {
 	var reloaded []string
 	for _, p := range r.opts.Live {
 		saved, err := pathguard.Join(filepath.Join(root, liveCopyDir), p)
@@ -215,10 +219,14 @@ func (r *Reconciler) applyLive(ctx context.Context, root, projectDir string, ser
 		if err != nil {
 			return reloaded, fmt.Errorf("live %s: %w", p, err)
 		}
-		if sameLive(prev, next) {
+		// Applied means checked and reloaded (or nothing ran to reload): a deploy interrupted
+		// after writing the files finds them the same, but not applied.
+		marker := live + ".applied"
+		want := liveDigest(next)
+		if sameLive(prev, next) && readMarker(marker) == want {
 			continue
 		}
-		targets, err := r.reloadTargets(ctx, filepath.Join(projectDir, p), services)
+		targets, err := r.reloadTargets(ctx, filepath.Join(projectDir, p), services, recreating)
 		if err != nil {
 			return reloaded, err
 		}
@@ -247,14 +255,38 @@ func (r *Reconciler) applyLive(ctx context.Context, root, projectDir string, ser
 			reloaded = append(reloaded, t.svc.Name)
 			r.log.Info("reloaded in place", "service", t.svc.Name, "path", p)
 		}
+		if err := os.WriteFile(marker, []byte(want+"\n"), 0o644); err != nil {
+			return reloaded, fmt.Errorf("live %s: %w", p, err)
+		}
 	}
 	return reloaded, nil
+}
+
+// liveDigest is a digest of a set of files (names, modes, contents).
+func liveDigest(files map[string]liveFile) string {
+	names := slices.Sorted(maps.Keys(files))
+	h := sha256.New()
+	for _, n := range names {
+		f := files[n]
+		fmt.Fprintf(h, "%q %o %d\n", n, f.mode, len(f.data))
+		h.Write(f.data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// readMarker returns the digest an .applied marker holds ("" without one).
+func readMarker(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // liveReloads lists the running services that a diff's release (its Subpath directory dir,
 // with the live paths in place) would reload: those that mount a live path whose files differ
 // from the live directory's.
-func (r *Reconciler) liveReloads(ctx context.Context, dir, projectDir string, services []compose.Service) ([]Change, error) {
+func (r *Reconciler) liveReloads(ctx context.Context, dir, projectDir string, services []compose.Service, recreating []string) ([]Change, error) {
 	var out []Change
 	for _, p := range r.opts.Live {
 		inRelease, err := pathguard.Join(dir, p)
@@ -276,7 +308,7 @@ func (r *Reconciler) liveReloads(ctx context.Context, dir, projectDir string, se
 		if sameLive(prev, next) {
 			continue
 		}
-		targets, err := r.reloadTargets(ctx, filepath.Join(projectDir, p), services)
+		targets, err := r.reloadTargets(ctx, filepath.Join(projectDir, p), services, recreating)
 		if err != nil {
 			return nil, err
 		}
@@ -292,11 +324,13 @@ type reloadTarget struct {
 	container string
 }
 
-// reloadTargets are the running containers of the services that mount dir and reload it.
-func (r *Reconciler) reloadTargets(ctx context.Context, dir string, services []compose.Service) ([]reloadTarget, error) {
+// reloadTargets are the running containers of the services that mount dir and reload it,
+// except those the deploy recreates: their new containers start with the new files (and a
+// container of the old image may not even know how to check them).
+func (r *Reconciler) reloadTargets(ctx context.Context, dir string, services []compose.Service, recreating []string) ([]reloadTarget, error) {
 	var mounting []compose.Service
 	for _, s := range services {
-		if len(s.Reload) == 0 {
+		if len(s.Reload) == 0 || slices.Contains(recreating, s.Name) {
 			continue
 		}
 		for _, src := range s.BindSources {

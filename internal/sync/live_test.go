@@ -103,3 +103,54 @@ func TestWriteLiveReplacesExactly(t *testing.T) {
 		t.Fatal("writeLive wrote outside its directory")
 	}
 }
+
+// A deploy interrupted after it wrote the files (the agent killed before the reload) finds
+// them the same but not applied: it checks and reloads them.
+func TestLiveFilesWrittenButNotReloadedAreReloaded(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = nginxRelease("v1")
+	w.commits[c2] = nginxRelease("v2")
+	w.head = c1
+	r, dir := newTestReconciler(t, w, ev)
+	r.opts.Live = []string{"nginx/conf"}
+	r.runner = w
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	live := filepath.Join(dir, "releases", "shared", "live", "nginx", "conf")
+	if err := writeLive(live, map[string]liveFile{"nginx.conf": {data: []byte("v2"), mode: 0o644}}); err != nil {
+		t.Fatal(err)
+	}
+	w.head = c2
+	r.SyncOnce(ctx, "poll")
+	if want := []string{"nginx: /entrypoint.sh test", "nginx: /entrypoint.sh reload"}; !slices.Equal(w.runs, want) {
+		t.Fatalf("runs %q, want %q: files written by an interrupted deploy were never applied", w.runs, want)
+	}
+}
+
+// A service the deploy recreates is not reloaded: its old container (maybe of an old image,
+// without the check) is replaced by one that starts with the new files.
+func TestLiveChangeOfARecreatedServiceIsNotReloaded(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = nginxRelease("v1")
+	rel := nginxRelease("v2")
+	for i := range rel.services {
+		if rel.services[i].Name == "nginx" {
+			rel.services[i].ConfigHash = "nginx-2"
+		}
+	}
+	w.commits[c2] = rel
+	w.head = c1
+	r, dir := newTestReconciler(t, w, ev)
+	r.opts.Live = []string{"nginx/conf"}
+	r.runner = w
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	w.head = c2
+	r.SyncOnce(ctx, "poll")
+	if len(w.runs) != 0 || r.snapshot().Applied != c2 {
+		t.Fatalf("runs %q, applied %.12s: want nginx recreated with the new files, not reloaded", w.runs, r.snapshot().Applied)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "releases", "shared", "live", "nginx", "conf", "nginx.conf")); string(b) != "v2" {
+		t.Fatalf("live nginx.conf %q, want v2", b)
+	}
+}

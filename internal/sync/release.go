@@ -167,17 +167,17 @@ func (r *Reconciler) openRelease(ctx context.Context, commit, root, base string)
 	if err != nil {
 		return nil, err
 	}
-	// A service that reloads a live path it mounts is not recreated for a change there.
+	// A service that reloads a live directory it mounts is not recreated for a change there. (A
+	// file mounted from inside one still counts: a file bind mount keeps the file it was made
+	// from, which a reload would not see replaced.)
 	for i, s := range services {
 		if len(s.Reload) == 0 {
 			continue
 		}
 		var kept []string
 		for _, src := range s.BindSources {
-			if rel, ok := pathguard.Rel(projectDir, src); ok {
-				if _, live := r.liveOf(rel); live {
-					continue
-				}
+			if rel, ok := pathguard.Rel(projectDir, src); ok && slices.Contains(r.opts.Live, rel) {
+				continue
 			}
 			kept = append(kept, src)
 		}

@@ -437,7 +437,7 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit strin
 		if err != nil {
 			return plan, false, err
 		}
-		reloaded, err := r.applyLive(ctx, root, filepath.Join(r.currentLink(), r.opts.Subpath), services)
+		reloaded, err := r.applyLive(ctx, root, filepath.Join(r.currentLink(), r.opts.Subpath), services, plan.Services())
 		d.Reloaded = reloaded
 		if err != nil {
 			return plan, len(reloaded) > 0, err
@@ -569,7 +569,7 @@ func (r *Reconciler) Plan(ctx context.Context, commit string) (Revision, Plan, e
 		return rev, Plan{}, err
 	}
 	plan := MakePlan(services, running)
-	if plan.Reloads, err = r.liveReloads(ctx, filepath.Join(root, r.opts.Subpath), filepath.Join(base, r.opts.Subpath), services); err != nil {
+	if plan.Reloads, err = r.liveReloads(ctx, filepath.Join(root, r.opts.Subpath), filepath.Join(base, r.opts.Subpath), services, plan.Services()); err != nil {
 		return rev, plan, err
 	}
 	return rev, plan, nil
