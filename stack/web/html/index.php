@@ -67,12 +67,16 @@ try {
         $result['read_from'] = 'primary';
     } catch (Throwable $e) {
         $fail('primary', $e);
+        // Once more with the normal connect timeout: the replica, or the primary when db-health
+        // has the replica out (a promotion's instant: the old primary dead and out, the new one
+        // slow to greet under the writes that come back at once).
+        $last = db_marked_down($replicaHost) ? $primaryHost : $replicaHost;
         try {
-            if (db_marked_down($replicaHost)) {
-                throw new RuntimeException("replica $replicaHost is out (db-health)");
+            if (db_marked_down($last)) {
+                throw new RuntimeException("both servers are out (db-health)");
             }
-            $result['visits'] = $count(db_connect($replicaHost));
-            $result['read_from'] = 'replica';
+            $result['visits'] = $count(db_connect($last));
+            $result['read_from'] = $last === $replicaHost ? 'replica' : 'primary';
         } catch (Throwable $e) {
             $fail('read', $e);
         }
