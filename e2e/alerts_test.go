@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -260,34 +259,8 @@ func (r *receivers) slackPosts(words ...string) []string {
 }
 
 // mails returns the subjects of the e-mails whose subject and text mention every one of words.
-func (r *receivers) mails(t *testing.T, words ...string) []string {
-	t.Helper()
-	resp, err := http.Get(r.mailAPI + "/api/v1/messages?limit=200")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var list struct {
-		Messages []struct {
-			ID      string `json:"ID"`
-			Subject string `json:"Subject"`
-			Snippet string `json:"Snippet"`
-		} `json:"messages"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range list.Messages {
-		if containsAll(m.Subject+" "+m.Snippet, words) {
-			out = append(out, m.Subject)
-		}
-	}
-	return out
-}
-
-// mailTexts returns the plain-text bodies of the mails whose subject or snippet mention words.
-func (r *receivers) mailTexts(t *testing.T, words ...string) []string {
+// mailMessages lists the mails (id, subject) whose subject or snippet mention words.
+func (r *receivers) mailMessages(t *testing.T, words ...string) (ids, subjects []string) {
 	t.Helper()
 	var list struct {
 		Messages []struct {
@@ -299,15 +272,31 @@ func (r *receivers) mailTexts(t *testing.T, words ...string) []string {
 	if err := getJSON(r.mailAPI+"/api/v1/messages?limit=200", &list); err != nil {
 		t.Fatal(err)
 	}
-	var out []string
 	for _, m := range list.Messages {
-		if !containsAll(m.Subject+" "+m.Snippet, words) {
-			continue
+		if containsAll(m.Subject+" "+m.Snippet, words) {
+			ids, subjects = append(ids, m.ID), append(subjects, m.Subject)
 		}
+	}
+	return ids, subjects
+}
+
+// mails returns the subjects of the mails that mention words.
+func (r *receivers) mails(t *testing.T, words ...string) []string {
+	t.Helper()
+	_, subjects := r.mailMessages(t, words...)
+	return subjects
+}
+
+// mailTexts returns the plain-text bodies of the mails whose subject or snippet mention words.
+func (r *receivers) mailTexts(t *testing.T, words ...string) []string {
+	t.Helper()
+	ids, _ := r.mailMessages(t, words...)
+	var out []string
+	for _, id := range ids {
 		var msg struct {
 			Text string `json:"Text"`
 		}
-		if err := getJSON(r.mailAPI+"/api/v1/message/"+m.ID, &msg); err != nil {
+		if err := getJSON(r.mailAPI+"/api/v1/message/"+id, &msg); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, msg.Text)

@@ -104,6 +104,25 @@ func (r *Reconciler) liveOf(inStack string) (string, bool) {
 	return "", false
 }
 
+// readLiveBoth reads live path p's files as a release has them (under dir: its copy directory,
+// or a diff's tree) and as its live directory has them now, and returns that directory too.
+func (r *Reconciler) readLiveBoth(dir, p string) (live string, next, prev map[string]liveFile, err error) {
+	inRelease, err := pathguard.Join(dir, p)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if live, err = r.liveDir(p); err != nil {
+		return "", nil, nil, err
+	}
+	if next, err = readLive(inRelease); err != nil {
+		return "", nil, nil, fmt.Errorf("live %s: read the release's copy: %w", p, err)
+	}
+	if prev, err = readLive(live); err != nil {
+		return "", nil, nil, fmt.Errorf("live %s: %w", p, err)
+	}
+	return live, next, prev, nil
+}
+
 // liveFile is one file of a live directory, kept to be put back.
 type liveFile struct {
 	data []byte
@@ -203,21 +222,9 @@ func sameLive(a, b map[string]liveFile) bool {
 func (r *Reconciler) applyLive(ctx context.Context, root, projectDir string, services []compose.Service, recreating []string) ([]string, error) {
 	var reloaded []string
 	for _, p := range r.opts.Live {
-		saved, err := pathguard.Join(filepath.Join(root, liveCopyDir), p)
+		live, next, prev, err := r.readLiveBoth(filepath.Join(root, liveCopyDir), p)
 		if err != nil {
 			return reloaded, err
-		}
-		live, err := r.liveDir(p)
-		if err != nil {
-			return reloaded, err
-		}
-		next, err := readLive(saved)
-		if err != nil {
-			return reloaded, fmt.Errorf("live %s: read the release's copy: %w", p, err)
-		}
-		prev, err := readLive(live)
-		if err != nil {
-			return reloaded, fmt.Errorf("live %s: %w", p, err)
 		}
 		// Applied means checked and reloaded (or nothing ran to reload): a deploy interrupted
 		// after writing the files finds them the same, but not applied.
@@ -289,21 +296,9 @@ func readMarker(file string) string {
 func (r *Reconciler) liveReloads(ctx context.Context, dir, projectDir string, services []compose.Service, recreating []string) ([]Change, error) {
 	var out []Change
 	for _, p := range r.opts.Live {
-		inRelease, err := pathguard.Join(dir, p)
+		_, next, prev, err := r.readLiveBoth(dir, p)
 		if err != nil {
 			return nil, err
-		}
-		live, err := r.liveDir(p)
-		if err != nil {
-			return nil, err
-		}
-		next, err := readLive(inRelease)
-		if err != nil {
-			return nil, fmt.Errorf("live %s: %w", p, err)
-		}
-		prev, err := readLive(live)
-		if err != nil {
-			return nil, fmt.Errorf("live %s: %w", p, err)
 		}
 		if sameLive(prev, next) {
 			continue

@@ -29,9 +29,7 @@ func TestLivePathIsReloadedInPlaceAndABrokenOneChangesNothing(t *testing.T) {
 	w.commits[c2] = nginxRelease("v2")
 	w.commits[c3] = nginxRelease("broken")
 	w.head = c1
-	r, dir := newTestReconciler(t, w, ev)
-	r.opts.Live = []string{"nginx/conf"}
-	r.runner = w
+	r, dir := newTestReconciler(t, w, ev, "nginx/conf")
 	ctx := context.Background()
 	live := filepath.Join(dir, "releases", "shared", "live", "nginx", "conf", "nginx.conf")
 	liveIs := func(want string) {
@@ -111,9 +109,7 @@ func TestLiveFilesWrittenButNotReloadedAreReloaded(t *testing.T) {
 	w.commits[c1] = nginxRelease("v1")
 	w.commits[c2] = nginxRelease("v2")
 	w.head = c1
-	r, dir := newTestReconciler(t, w, ev)
-	r.opts.Live = []string{"nginx/conf"}
-	r.runner = w
+	r, dir := newTestReconciler(t, w, ev, "nginx/conf")
 	ctx := context.Background()
 	r.SyncOnce(ctx, "test")
 	live := filepath.Join(dir, "releases", "shared", "live", "nginx", "conf")
@@ -140,9 +136,7 @@ func TestLiveChangeOfARecreatedServiceIsNotReloaded(t *testing.T) {
 	}
 	w.commits[c2] = rel
 	w.head = c1
-	r, dir := newTestReconciler(t, w, ev)
-	r.opts.Live = []string{"nginx/conf"}
-	r.runner = w
+	r, dir := newTestReconciler(t, w, ev, "nginx/conf")
 	ctx := context.Background()
 	r.SyncOnce(ctx, "test")
 	w.head = c2

@@ -216,12 +216,14 @@ func services(hash string) []compose.Service {
 	}
 }
 
-func newTestReconciler(t *testing.T, w *fakeWorld, ev *fakeEvents) (*Reconciler, string) {
+// newTestReconciler is a reconciler of w; live are its live paths (Options.Live), run through
+// w's Run.
+func newTestReconciler(t *testing.T, w *fakeWorld, ev *fakeEvents, live ...string) (*Reconciler, string) {
 	t.Helper()
 	dir := t.TempDir()
 	opts := Options{
 		Project: "test", Subpath: "stack", ComposeFiles: []string{"docker-compose.yml"}, WorkDir: filepath.Join(dir, "releases"),
-		Persistent: []string{"secrets", ".env"}, HealthTimeout: 2 * time.Second,
+		Persistent: []string{"secrets", ".env"}, Live: live, HealthTimeout: 2 * time.Second,
 		DriftMode: DriftRestore, DriftGrace: 0, History: 10,
 	}
 	r, err := New(opts, w, w, w.stack, NewStore(dir), ev, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
