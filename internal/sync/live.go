@@ -20,7 +20,7 @@ import (
 // Live paths (Options.Live) are directories of the stack that a service re-reads in place:
 // nginx's configuration. A bind mount pins the directory it was made from, so a release's own
 // copy would need a new container for each change; instead every release links the path to one
-// directory, SharedDir/live/<path>, which the containers mount, and keeps the commit's copy in
+// directory, WorkDir/live/<path>, which the containers mount, and keeps the commit's copy in
 // <release>/.hastack-live/<path>. A deploy makes the live directory the release's copy file by
 // file, then has each running service that mounts it check the change (its ReloadTestLabel
 // command) and apply it (ReloadLabel); a failed check puts the old files back and fails the
@@ -38,9 +38,10 @@ type Runner interface {
 	Run(ctx context.Context, container string, cmd []string) (string, error)
 }
 
-// liveDir is SharedDir/live/<p>.
+// liveDir is WorkDir/live/<p>: the agent's own copy, beside the releases (not in SharedDir,
+// which may be the operator's checkout: scripts/up makes it the repository's stack/).
 func (r *Reconciler) liveDir(p string) (string, error) {
-	return pathguard.Join(filepath.Join(r.sharedDir(), "live"), p)
+	return pathguard.Join(filepath.Join(r.opts.WorkDir, "live"), p)
 }
 
 // linkLive moves each live path of a freshly exported release (dir is its Subpath directory,

@@ -31,7 +31,7 @@ func TestLivePathIsReloadedInPlaceAndABrokenOneChangesNothing(t *testing.T) {
 	w.head = c1
 	r, dir := newTestReconciler(t, w, ev, "nginx/conf")
 	ctx := context.Background()
-	live := filepath.Join(dir, "releases", "shared", "live", "nginx", "conf", "nginx.conf")
+	live := filepath.Join(dir, "releases", "live", "nginx", "conf", "nginx.conf")
 	liveIs := func(want string) {
 		t.Helper()
 		if b, err := os.ReadFile(live); err != nil || string(b) != want {
@@ -112,7 +112,7 @@ func TestLiveFilesWrittenButNotReloadedAreReloaded(t *testing.T) {
 	r, dir := newTestReconciler(t, w, ev, "nginx/conf")
 	ctx := context.Background()
 	r.SyncOnce(ctx, "test")
-	live := filepath.Join(dir, "releases", "shared", "live", "nginx", "conf")
+	live := filepath.Join(dir, "releases", "live", "nginx", "conf")
 	if err := writeLive(live, map[string]liveFile{"nginx.conf": {data: []byte("v2"), mode: 0o644}}); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestLiveChangeOfARecreatedServiceIsNotReloaded(t *testing.T) {
 	if len(w.runs) != 0 || r.snapshot().Applied != c2 {
 		t.Fatalf("runs %q, applied %.12s: want nginx recreated with the new files, not reloaded", w.runs, r.snapshot().Applied)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "releases", "shared", "live", "nginx", "conf", "nginx.conf")); string(b) != "v2" {
+	if b, _ := os.ReadFile(filepath.Join(dir, "releases", "live", "nginx", "conf", "nginx.conf")); string(b) != "v2" {
 		t.Fatalf("live nginx.conf %q, want v2", b)
 	}
 }
