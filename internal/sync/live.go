@@ -44,11 +44,34 @@ func (r *Reconciler) liveDir(p string) (string, error) {
 	return pathguard.Join(filepath.Join(r.opts.WorkDir, "live"), p)
 }
 
-// linkLive moves each live path of a freshly exported release (dir is its Subpath directory,
-// root the release) to root/.hastack-live/<path> and links the path to its live directory. A
-// commit without the path gets an empty copy.
-func (r *Reconciler) linkLive(root, dir string) error {
+// reloadedLive returns the live paths that a service of the freshly exported release (dir is
+// its Subpath directory, root the release) mounts and reloads. A commit from before a path
+// became live (its service has no reload label, its image may even COPY the path) keeps its
+// own copy in place: it deploys as it always did, by recreating that service.
+func (r *Reconciler) reloadedLive(ctx context.Context, root, dir string) ([]string, error) {
+	if len(r.opts.Live) == 0 {
+		return nil, nil
+	}
+	services, err := r.stackOf(root, dir, false).Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
 	for _, p := range r.opts.Live {
+		if slices.ContainsFunc(services, func(s compose.Service) bool {
+			return len(s.Reload) > 0 && slices.Contains(s.BindSources, filepath.Join(dir, p))
+		}) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// linkLive moves each of the live paths of a freshly exported release (dir is its Subpath
+// directory, root the release) to root/.hastack-live/<path> and links the path to its live
+// directory. A commit without the path gets an empty copy.
+func (r *Reconciler) linkLive(root, dir string, paths []string) error {
+	for _, p := range paths {
 		if err := realParents(dir, p); err != nil {
 			return err
 		}
@@ -223,6 +246,9 @@ func sameLive(a, b map[string]liveFile) bool {
 func (r *Reconciler) applyLive(ctx context.Context, root, projectDir string, services []compose.Service, recreating []string) ([]string, error) {
 	var reloaded []string
 	for _, p := range r.opts.Live {
+		if !exists(filepath.Join(root, liveCopyDir, p)) {
+			continue // not live in this release (reloadedLive): its copy is in place
+		}
 		live, next, prev, err := r.readLiveBoth(filepath.Join(root, liveCopyDir), p)
 		if err != nil {
 			return reloaded, err

@@ -148,3 +148,48 @@ func TestLiveChangeOfARecreatedServiceIsNotReloaded(t *testing.T) {
 		t.Fatalf("live nginx.conf %q, want v2", b)
 	}
 }
+
+// A commit from before nginx/conf became live (its nginx mounts a file of it and has no reload
+// label; its image may COPY it) keeps its own copy in place, so its build and its mount work as
+// they did then: nginx is recreated, nothing reloaded. Coming back to a live commit links the
+// path again and applies it.
+func TestCommitFromBeforeALivePathKeepsItsOwnCopy(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = nginxRelease("v1")
+	old := release{services: services("0"), files: map[string]string{"stack/nginx/conf/nginx.conf": "old"}}
+	for i := range old.services {
+		if old.services[i].Name == "nginx" {
+			old.services[i].BindSources = []string{"$PROJECT/nginx/conf/nginx.conf"}
+			old.services[i].ConfigHash = "nginx-0"
+		}
+	}
+	w.commits[c2] = old
+	w.commits[c3] = nginxRelease("v3")
+	w.head = c1
+	r, dir := newTestReconciler(t, w, ev, "nginx/conf")
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+
+	w.head = c2
+	r.SyncOnce(ctx, "poll")
+	inRelease := filepath.Join(dir, "releases", c2, "stack", "nginx", "conf")
+	if fi, err := os.Lstat(inRelease); err != nil || !fi.IsDir() {
+		t.Fatalf("the old commit's nginx/conf is not its own directory: %v %v", fi, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(inRelease, "nginx.conf")); err != nil || string(b) != "old" {
+		t.Fatalf("old commit's nginx.conf %q %v", b, err)
+	}
+	if st := r.snapshot(); st.Applied != c2 || len(w.runs) != 0 || w.containers["nginx"].ConfigHash != "nginx-0" {
+		t.Fatalf("applied %.12s, runs %q, nginx %+v: want c2 deployed by recreating nginx", st.Applied, w.runs, w.containers["nginx"])
+	}
+	live := filepath.Join(dir, "releases", "live", "nginx", "conf", "nginx.conf")
+	if b, _ := os.ReadFile(live); string(b) != "v1" {
+		t.Fatalf("the old commit wrote the live directory: %q", b)
+	}
+
+	w.head = c3
+	r.SyncOnce(ctx, "poll")
+	if b, _ := os.ReadFile(live); string(b) != "v3" || r.snapshot().Applied != c3 {
+		t.Fatalf("live nginx.conf %q, applied %.12s: want v3 applied", b, r.snapshot().Applied)
+	}
+}

@@ -152,7 +152,11 @@ func (r *Reconciler) exportRelease(ctx context.Context, commit, dst string, seed
 		return fmt.Errorf("release %s: %w", short(commit), err)
 	}
 	if seed { // a diff keeps the commit's copy where it is, and writes nothing outside dst
-		if err := r.linkLive(dst, dir); err != nil {
+		live, err := r.reloadedLive(ctx, dst, dir)
+		if err != nil {
+			return fmt.Errorf("release %s: %w", short(commit), err)
+		}
+		if err := r.linkLive(dst, dir, live); err != nil {
 			return fmt.Errorf("release %s: %w", short(commit), err)
 		}
 	}

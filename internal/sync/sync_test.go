@@ -125,7 +125,8 @@ func (w *fakeWorld) ProjectContainers(ctx context.Context, project string) ([]do
 // stack opens a release's project; the commit is the directory two levels above its first
 // compose file (WorkDir/<commit>/stack/docker-compose.yml).
 func (w *fakeWorld) stack(projectDir string, files []string) Stack {
-	return &fakeStack{w: w, commit: filepath.Base(filepath.Dir(filepath.Dir(files[0]))), projectDir: projectDir}
+	commit := strings.TrimSuffix(filepath.Base(filepath.Dir(filepath.Dir(files[0]))), ".staging")
+	return &fakeStack{w: w, commit: commit, projectDir: projectDir}
 }
 
 type fakeStack struct {
