@@ -81,11 +81,7 @@ func (g gitAdapter) Export(ctx context.Context, commit, dst string) error {
 }
 
 func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	src, err := gitsource.New(gitsource.Options{
-		URL: cfg.Source.URL, Ref: cfg.Source.Ref, Username: cfg.Source.Username, Token: cfg.Source.Token,
-		SSHKeyFile: cfg.Source.SSHKeyFile, KnownHostsFile: cfg.Source.KnownHostsFile,
-		CacheDir: filepath.Join(cfg.StateDir, "mirror"),
-	})
+	src, err := gitsource.New(cfg.Source.GitOptions(filepath.Join(cfg.StateDir, "mirror")))
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hastack/hastack/internal/gitsource"
 )
 
 // Config is the whole configuration of the agent.
@@ -215,6 +217,15 @@ type Source struct {
 	KnownHostsFile string   `yaml:"known_hosts_file"` // ssh; required for ssh URLs
 
 	Token string `yaml:"-"` // read from TokenFile or the environment at load
+}
+
+// GitOptions are the source's settings as gitsource takes them, its mirror in cacheDir.
+// gitsource validates them: it is the one judge of URLs, refs and credentials.
+func (s Source) GitOptions(cacheDir string) gitsource.Options {
+	return gitsource.Options{
+		URL: s.URL, Ref: s.Ref, Username: s.Username, Token: s.Token,
+		SSHKeyFile: s.SSHKeyFile, KnownHostsFile: s.KnownHostsFile, CacheDir: cacheDir,
+	}
 }
 
 // Compose is how the stack is applied.

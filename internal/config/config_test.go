@@ -239,7 +239,7 @@ func TestLoad(t *testing.T) {
 			name:    "environment overrides the file",
 			fixture: "full.yml",
 			env: fakeEnv{
-				"HASTACK_AGENT_SOURCE_URL":      "file:///srv/other.git",
+				"HASTACK_AGENT_SOURCE_URL":      "https://git.example.com/other.git",
 				"HASTACK_AGENT_SOURCE_REF":      "0123456789abcdef0123456789abcdef01234567",
 				"HASTACK_AGENT_SOURCE_PATH":     ".",
 				"HASTACK_AGENT_LISTEN":          "127.0.0.1:9900",
@@ -261,7 +261,7 @@ func TestLoad(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				c.Source.URL = "file:///srv/other.git"
+				c.Source.URL = "https://git.example.com/other.git"
 				c.Source.Ref = "0123456789abcdef0123456789abcdef01234567"
 				c.Source.Path = "."
 				c.Listen = "127.0.0.1:9900"
@@ -275,11 +275,13 @@ func TestLoad(t *testing.T) {
 			name:    "secret values from the environment",
 			fixture: "minimal.yml",
 			env: fakeEnv{
+				"HASTACK_AGENT_SOURCE_URL":     "https://git.example.com/hastack.git",
 				"HASTACK_AGENT_GIT_TOKEN":      "git-token",
 				"HASTACK_AGENT_WEBHOOK_SECRET": "hook",
 				"HASTACK_AGENT_API_TOKEN":      "api",
 			},
 			want: withURL(func(c *Config) {
+				c.Source.URL = "https://git.example.com/hastack.git"
 				c.Source.Token = "git-token"
 				c.Webhook.Secret = "hook"
 				c.API.Token = "api"
@@ -289,12 +291,14 @@ func TestLoad(t *testing.T) {
 			name:    "secret files from the environment",
 			fixture: "minimal.yml",
 			env: fakeEnv{
+				"HASTACK_AGENT_SOURCE_URL":          "https://git.example.com/hastack.git",
 				"HASTACK_AGENT_GIT_TOKEN_FILE":      "/s/git",
 				"HASTACK_AGENT_WEBHOOK_SECRET_FILE": "/s/hook",
 				"HASTACK_AGENT_API_TOKEN_FILE":      "/s/api",
 			},
 			files: fakeFiles{"/s/git": "g\n", "/s/hook": "h\n\n", "/s/api": "a"},
 			want: withURL(func(c *Config) {
+				c.Source.URL = "https://git.example.com/hastack.git"
 				c.Source.TokenFile, c.Source.Token = "/s/git", "g"
 				c.Webhook.SecretFile, c.Webhook.Secret = "/s/hook", "h\n" // one newline trimmed
 				c.API.TokenFile, c.API.Token = "/s/api", "a"
@@ -485,7 +489,9 @@ func TestValidate(t *testing.T) {
 		{"url_relative", "source.url"},
 		{"ssh_no_known_hosts", "source.known_hosts_file"},
 		{"scp_no_known_hosts", "source.known_hosts_file"},
-		{"empty_ref", "source.ref"},
+		{"url_password", "source.url"},
+		{"https_with_ssh_key", "source.ssh_key_file"},
+		{"file_with_username", "source.username"},
 		{"ref_space", "source.ref"},
 		{"absolute_path", "source.path"},
 		{"path_escapes", "source.path"},
@@ -712,14 +718,6 @@ func TestWarnings(t *testing.T) {
 	ws := c.Warnings()
 	if len(ws) != 1 || !strings.HasPrefix(ws[0], "source.token_file: ") || !strings.Contains(ws[0], "0644") {
 		t.Errorf("warnings %q, want one about source.token_file mode 0644", ws)
-	}
-
-	c = Default()
-	c.Source.URL = "file:///srv/hastack.git"
-	c.Source.Token = "x"
-	c.Source.SSHKeyFile = closed
-	if ws := c.Warnings(); len(ws) != 2 {
-		t.Errorf("warnings %q, want credentials unused by a file URL", ws)
 	}
 
 	c = Default()

@@ -14,16 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hastack/hastack/internal/setting"
 )
 
-// FieldError is one invalid setting. Field is the setting's YAML path ("source.url") or the
-// environment variables concerned.
-type FieldError struct {
-	Field   string
-	Problem string
-}
-
-func (e *FieldError) Error() string { return "config: " + e.Field + ": " + e.Problem }
+// FieldError is one invalid setting (setting.Error: the source's settings are validated by
+// gitsource, with the same type).
+type FieldError = setting.Error
 
 // Limits enforced by Validate.
 const (
@@ -43,19 +40,9 @@ func (c Config) Validate() error {
 		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
 
-	// source
-	kind, err := sourceKind(c.Source.URL)
-	if err != nil {
-		bad("source.url", "%v", err)
-	}
-	if kind == kindSSH && c.Source.KnownHostsFile == "" {
-		bad("source.known_hosts_file", "required for an ssh URL (host keys are always checked); "+
-			"write one with `ssh-keyscan HOST > known_hosts`")
-	}
-	if c.Source.Ref == "" {
-		bad("source.ref", "required: a branch, a tag or a full commit id")
-	} else if strings.ContainsFunc(c.Source.Ref, isSpaceOrControl) {
-		bad("source.ref", "%q contains a space or a control character", c.Source.Ref)
+	// source: its URL, ref and credentials are gitsource's to judge (the transports are its)
+	if err := c.Source.GitOptions("").Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := relativePath(c.Source.Path); err != nil {
 		bad("source.path", "%v (use \".\" for the repository root)", err)
@@ -254,63 +241,7 @@ func (c Config) warnings(stat func(string) (fs.FileInfo, error)) []string {
 				f.field, f.path, mode))
 		}
 	}
-	kind, _ := sourceKind(c.Source.URL)
-	if kind != kindHTTP && (c.Source.Token != "" || c.Source.Username != "") {
-		ws = append(ws, "source.token_file, source.username: ignored: the source URL is not https")
-	}
-	if kind != kindSSH && c.Source.SSHKeyFile != "" {
-		ws = append(ws, "source.ssh_key_file: ignored: the source URL is not ssh")
-	}
 	return ws
-}
-
-type urlKind int
-
-const (
-	kindUnknown urlKind = iota
-	kindFile
-	kindHTTP
-	kindSSH
-)
-
-// scpLike matches git's [user@]host:path form of ssh URLs.
-var scpLike = regexp.MustCompile(`^(?:[^@/\s]+@)?[a-zA-Z0-9._-]+:`)
-
-// sourceKind tells which transport a source URL uses.
-func sourceKind(raw string) (urlKind, error) {
-	switch {
-	case raw == "":
-		return kindUnknown, errors.New("required: the git repository to follow")
-	case strings.HasPrefix(raw, "/"):
-		return kindFile, nil
-	case !strings.Contains(raw, "://"):
-		if scpLike.MatchString(raw) {
-			return kindSSH, nil
-		}
-		return kindUnknown, fmt.Errorf("%q is neither a URL, an absolute path nor user@host:path", raw)
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return kindUnknown, fmt.Errorf("%q: %v", raw, err)
-	}
-	switch u.Scheme {
-	case "file":
-		if u.Path == "" {
-			return kindUnknown, fmt.Errorf("%q has no path", raw)
-		}
-		return kindFile, nil
-	case "http", "https":
-		if u.Host == "" {
-			return kindUnknown, fmt.Errorf("%q has no host", raw)
-		}
-		return kindHTTP, nil
-	case "ssh":
-		if u.Host == "" {
-			return kindUnknown, fmt.Errorf("%q has no host", raw)
-		}
-		return kindSSH, nil
-	}
-	return kindUnknown, fmt.Errorf("scheme %q is not supported: use https, ssh or file", u.Scheme)
 }
 
 // relativePath accepts a relative slash-separated path that stays inside its root.

@@ -21,12 +21,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/hastack/hastack/internal/setting"
 )
 
 // DefaultRef is the ref followed when Options.Ref is empty.
@@ -80,16 +83,6 @@ type Revision struct {
 	Time    time.Time // committer time
 }
 
-// FieldError is returned by Options.Validate: it names the configuration
-// field (as spelled in the agent's configuration file) and what is wrong.
-type FieldError struct {
-	Field  string // e.g. "source.known_hosts_file"
-	Reason string // e.g. "required for ssh URLs"
-}
-
-// Error implements error.
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
 // transportKind is how a URL is reached.
 type transportKind int
 
@@ -103,63 +96,81 @@ const (
 // scheme, and the part before the first colon holds no slash.
 var scpLike = regexp.MustCompile(`^(?:[^@/:]+@)?[^@/:]+:[^/]`)
 
-// classify tells how url is reached, or returns an error for schemes that
-// are not supported.
-func classify(url string) (transportKind, error) {
-	if i := strings.Index(url, "://"); i > 0 {
-		switch strings.ToLower(url[:i]) {
+// classify tells how url is reached, or why it cannot be: an unsupported scheme, a URL
+// without a host, or a relative path (relative to what? the agent's working directory is
+// nobody's choice).
+func classify(raw string) (transportKind, error) {
+	if i := strings.Index(raw, "://"); i > 0 {
+		var kind transportKind
+		switch strings.ToLower(raw[:i]) {
 		case "https", "http":
-			return kindHTTP, nil
+			kind = kindHTTP
 		case "ssh", "git+ssh", "ssh+git":
-			return kindSSH, nil
+			kind = kindSSH
 		case "file":
-			return kindLocal, nil
+			kind = kindLocal
 		default:
-			return 0, fmt.Errorf("scheme %q is not supported: use https://, ssh://, file:// or a local path", url[:i])
+			return 0, fmt.Errorf("scheme %q is not supported: use https://, ssh://, file:// or an absolute path", raw[:i])
 		}
+		u, err := neturl.Parse(raw)
+		if err != nil { // its message quotes the URL, which may hold a password
+			return 0, errors.New("not a valid URL")
+		}
+		switch {
+		case kind == kindLocal && u.Path == "":
+			return 0, errors.New("a file:// URL needs a path")
+		case kind != kindLocal && u.Host == "":
+			return 0, errors.New("the URL has no host")
+		}
+		return kind, nil
 	}
-	if scpLike.MatchString(url) && !filepath.IsAbs(url) && !strings.HasPrefix(url, ".") {
+	switch {
+	case filepath.IsAbs(raw):
+		return kindLocal, nil
+	case scpLike.MatchString(raw) && !strings.HasPrefix(raw, "."):
 		return kindSSH, nil
 	}
-	return kindLocal, nil
+	return 0, fmt.Errorf("%q is neither a URL, an absolute path nor user@host:path", raw)
 }
 
-// Validate checks the options without touching the network or the disk. It
-// returns a *FieldError naming the first bad field.
+// Validate checks the options without touching the network or the disk: it is the one
+// validator of the source's settings (the agent's configuration calls it too). It returns a
+// *setting.Error naming the first bad setting. CacheDir is not a setting: New requires it.
 func (o Options) Validate() error {
+	bad := func(field, problem string) error { return &setting.Error{Field: field, Problem: problem} }
 	if strings.TrimSpace(o.URL) == "" {
-		return &FieldError{Field: "source.url", Reason: "required"}
+		return bad("source.url", "required: the git repository to follow")
 	}
 	kind, err := classify(o.URL)
 	if err != nil {
-		return &FieldError{Field: "source.url", Reason: err.Error()}
+		return bad("source.url", err.Error())
 	}
 	if _, _, hasPass := userinfo(o.URL); hasPass {
-		return &FieldError{Field: "source.url", Reason: "must not hold a password or token: put the token in source.token_file (https) or use source.ssh_key_file (ssh)"}
+		return bad("source.url", "must not hold a password or token: put the token in source.token_file (https) or use source.ssh_key_file (ssh)")
 	}
 	if err := validateRef(o.Ref); err != nil {
-		return &FieldError{Field: "source.ref", Reason: err.Error()}
+		return bad("source.ref", err.Error())
 	}
 	switch kind {
 	case kindHTTP:
 		if o.SSHKeyFile != "" {
-			return &FieldError{Field: "source.ssh_key_file", Reason: "only used with ssh URLs; source.url is " + redactURL(o.URL, o.Token)}
+			return bad("source.ssh_key_file", "only used with ssh URLs; source.url is "+redactURL(o.URL, o.Token))
 		}
 		if o.KnownHostsFile != "" {
-			return &FieldError{Field: "source.known_hosts_file", Reason: "only used with ssh URLs; source.url is " + redactURL(o.URL, o.Token)}
+			return bad("source.known_hosts_file", "only used with ssh URLs; source.url is "+redactURL(o.URL, o.Token))
 		}
 	case kindSSH:
 		if o.Token != "" {
-			return &FieldError{Field: "source.token_file", Reason: "only used with https URLs: ssh authenticates with source.ssh_key_file"}
+			return bad("source.token_file", "only used with https URLs: ssh authenticates with source.ssh_key_file")
 		}
 		if o.Username != "" {
-			return &FieldError{Field: "source.username", Reason: "only used with https URLs: put the ssh user in the URL (ssh://user@host/path)"}
+			return bad("source.username", "only used with https URLs: put the ssh user in the URL (ssh://user@host/path)")
 		}
 		if o.KnownHostsFile == "" {
-			return &FieldError{Field: "source.known_hosts_file", Reason: "required for ssh URLs (make one with: ssh-keyscan HOST > known_hosts)"}
+			return bad("source.known_hosts_file", "required for ssh URLs, host keys are always checked (make one with: ssh-keyscan HOST > known_hosts)")
 		}
 		if o.SSHKeyFile == "" {
-			return &FieldError{Field: "source.ssh_key_file", Reason: "required for ssh URLs"}
+			return bad("source.ssh_key_file", "required for ssh URLs")
 		}
 	case kindLocal:
 		for _, f := range []struct{ name, val string }{
@@ -169,12 +180,9 @@ func (o Options) Validate() error {
 			{"source.known_hosts_file", o.KnownHostsFile},
 		} {
 			if f.val != "" {
-				return &FieldError{Field: f.name, Reason: "not used with a local repository path"}
+				return bad(f.name, "not used with a local repository path")
 			}
 		}
-	}
-	if strings.TrimSpace(o.CacheDir) == "" {
-		return &FieldError{Field: "source.cache_dir", Reason: "required"}
 	}
 	return nil
 }
@@ -220,6 +228,9 @@ type Source struct {
 func New(o Options) (*Source, error) {
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("configure git source: %w", err)
+	}
+	if strings.TrimSpace(o.CacheDir) == "" {
+		return nil, errors.New("configure git source: no cache directory")
 	}
 	if o.Ref == "" {
 		o.Ref = DefaultRef

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hastack/hastack/internal/setting"
 )
 
 func TestValidate(t *testing.T) {
@@ -20,7 +22,10 @@ func TestValidate(t *testing.T) {
 	}{
 		{"https with token", Options{URL: "https://git.example/org/repo.git", Token: "t0k", CacheDir: "/c"}, "", ""},
 		{"local path", Options{URL: "/srv/repo.git", CacheDir: "/c"}, "", ""},
-		{"relative local path", Options{URL: "./repo", CacheDir: "/c"}, "", ""},
+		{"relative local path", Options{URL: "./repo", CacheDir: "/c"}, "source.url", "absolute path"},
+		{"git+ssh url", Options{URL: "git+ssh://git@host/r.git", SSHKeyFile: "k", KnownHostsFile: "kh", CacheDir: "/c"}, "", ""},
+		{"https without host", Options{URL: "https:///r", CacheDir: "/c"}, "source.url", "no host"},
+		{"file url without path", Options{URL: "file://", CacheDir: "/c"}, "source.url", "needs a path"},
 		{"file url", Options{URL: "file:///srv/repo.git", Ref: "v1.2", CacheDir: "/c"}, "", ""},
 		{"ssh url", Options{URL: "ssh://git@host:2222/r.git", SSHKeyFile: "k", KnownHostsFile: "kh", CacheDir: "/c"}, "", ""},
 		{"scp-like", Options{URL: "git@host:org/r.git", SSHKeyFile: "k", KnownHostsFile: "kh", CacheDir: "/c"}, "", ""},
@@ -39,7 +44,6 @@ func TestValidate(t *testing.T) {
 		{"bad ref", Options{URL: "/r", Ref: "a..b", CacheDir: "/c"}, "source.ref", "not a valid"},
 		{"ref with space", Options{URL: "/r", Ref: "my branch", CacheDir: "/c"}, "source.ref", "not a valid"},
 		{"option-like ref", Options{URL: "/r", Ref: "-x", CacheDir: "/c"}, "source.ref", "not a valid"},
-		{"missing cache dir", Options{URL: "/r"}, "source.cache_dir", "required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,7 +54,7 @@ func TestValidate(t *testing.T) {
 				}
 				return
 			}
-			var fe *FieldError
+			var fe *setting.Error
 			if !errors.As(err, &fe) {
 				t.Fatalf("Validate() = %v, want *FieldError", err)
 			}
