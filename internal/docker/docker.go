@@ -51,6 +51,16 @@ func (c Container) Ready() bool {
 	return c.State == "exited" && c.ExitCode == 0 && (c.Restart == "no" || c.Restart == "")
 }
 
+// Failed tells whether the container has failed for good, as opposed to not being ready yet:
+// its own healthcheck reports it unhealthy (after its start period and retries), or it exited
+// with an error and nothing will restart it.
+func (c Container) Failed() bool {
+	if c.State == "running" {
+		return c.Health == "unhealthy"
+	}
+	return (c.State == "exited" || c.State == "dead") && c.ExitCode != 0 && (c.Restart == "no" || c.Restart == "")
+}
+
 // Describe says in a few words where the container is, for logs and status.
 func (c Container) Describe() string {
 	switch {

@@ -22,3 +22,25 @@ func TestReady(t *testing.T) {
 		}
 	}
 }
+
+func TestFailed(t *testing.T) {
+	for _, tt := range []struct {
+		c    Container
+		want bool
+	}{
+		{Container{State: "running", Health: "unhealthy"}, true},
+		{Container{State: "running", Health: "starting"}, false},
+		{Container{State: "running", Health: "healthy"}, false},
+		{Container{State: "running"}, false},
+		{Container{State: "exited", ExitCode: 1, Restart: "no"}, true},
+		{Container{State: "dead", ExitCode: 137}, true},
+		{Container{State: "exited", ExitCode: 0, Restart: "no"}, false},
+		{Container{State: "exited", ExitCode: 1, Restart: "unless-stopped"}, false}, // Docker restarts it
+		{Container{State: "restarting"}, false},
+		{Container{State: "created"}, false},
+	} {
+		if got := tt.c.Failed(); got != tt.want {
+			t.Errorf("%+v: Failed() = %v, want %v", tt.c, got, tt.want)
+		}
+	}
+}

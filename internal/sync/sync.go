@@ -152,6 +152,7 @@ type Reconciler struct {
 	mu         gosync.Mutex // guards the fields below
 	state      State
 	status     Status
+	progress   *Progress // of the deploy in progress, if any
 	driftSince map[string]time.Time
 }
 
@@ -165,6 +166,7 @@ type Status struct {
 	Bad        string        `json:"bad_commit,omitempty"`
 	BadReason  string        `json:"bad_reason,omitempty"`
 	InProgress string        `json:"in_progress,omitempty"`
+	Progress   *Progress     `json:"progress,omitempty"` // what the deploy in progress does now
 	LastSync   time.Time     `json:"last_sync"`
 	LastResult string        `json:"last_result,omitempty"`
 	LastError  string        `json:"last_error,omitempty"`
@@ -321,6 +323,7 @@ func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, i
 	st := r.snapshot()
 	log := r.log.With("commit", short(rev.Commit), "trigger", trigger)
 	log.Info("deploying", "subject", rev.Subject)
+	defer r.startProgress(rev, isRollback)()
 
 	stack, err := r.prepare(ctx, rev.Commit)
 	if err == nil {
@@ -427,6 +430,7 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit strin
 		return plan, false, err
 	}
 	plan = MakePlan(services, running)
+	r.phase("building", nil, 0, 0)
 	if err := stack.Build(ctx); err != nil {
 		return plan, false, fmt.Errorf("build: %w", err)
 	}
@@ -437,19 +441,22 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit strin
 		if err != nil {
 			return plan, false, err
 		}
+		r.phase("reloading", nil, 0, 0)
 		reloaded, err := r.applyLive(ctx, root, filepath.Join(r.currentLink(), r.opts.Subpath), services, plan.Services())
 		d.Reloaded = reloaded
 		if err != nil {
 			return plan, len(reloaded) > 0, err
 		}
 	}
-	for _, step := range plan.Steps {
+	for i, step := range plan.Steps {
 		touched = true
+		r.phase("starting", step, i+1, len(plan.Steps))
 		if err := r.up(ctx, stack, step); err != nil {
 			return plan, true, fmt.Errorf("up %s: %w", strings.Join(step, " "), err)
 		}
 		// Each step healthy before the next: a rolling member before its sibling goes, the
 		// base services before what depends on them.
+		r.phase("waiting", step, i+1, len(plan.Steps))
 		if err := r.waitReady(ctx, step); err != nil {
 			return plan, true, err
 		}
@@ -458,6 +465,7 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit strin
 	for _, s := range services {
 		all = append(all, s.Name)
 	}
+	r.phase("waiting", []string{"every service"}, 0, 0)
 	if err := r.waitReady(ctx, all); err != nil {
 		return plan, true, err
 	}
@@ -465,7 +473,9 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit strin
 }
 
 // waitReady waits until every container of the named services is ready, or the health
-// timeout passes.
+// timeout passes. A container that has failed for good (its healthcheck says unhealthy, or it
+// exited with an error and will not restart) fails the wait at once: waiting out the timeout
+// would only keep it in place longer before the rollback.
 func (r *Reconciler) waitReady(ctx context.Context, services []string) error {
 	deadline := time.Now().Add(r.opts.HealthTimeout)
 	want := map[string]bool{}
@@ -477,13 +487,16 @@ func (r *Reconciler) waitReady(ctx context.Context, services []string) error {
 		if err != nil {
 			return err
 		}
-		var waiting []string
+		var waiting, failed []string
 		seen := map[string]bool{}
 		for _, c := range cs {
 			if !want[c.Service] {
 				continue
 			}
 			seen[c.Service] = true
+			if c.Failed() {
+				failed = append(failed, c.Service+" "+c.Describe())
+			}
 			if !c.Ready() {
 				waiting = append(waiting, c.Service+" "+c.Describe())
 			}
@@ -495,6 +508,12 @@ func (r *Reconciler) waitReady(ctx context.Context, services []string) error {
 		}
 		if len(waiting) == 0 {
 			return nil
+		}
+		slices.Sort(waiting)
+		r.waiting(waiting)
+		if len(failed) > 0 {
+			slices.Sort(failed)
+			return fmt.Errorf("health gate: failed: %s", strings.Join(failed, ", "))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("health gate: not ready after %v: %s", r.opts.HealthTimeout, strings.Join(waiting, ", "))
@@ -581,8 +600,15 @@ func (r *Reconciler) Status(ctx context.Context) Status {
 	r.mu.Lock()
 	s := r.status
 	s.Drift = append([]Change(nil), r.status.Drift...)
+	if r.progress != nil {
+		p := *r.progress
+		s.Progress = &p
+	}
 	r.mu.Unlock()
 	s.Applied, s.LastGood, s.Bad, s.BadReason, s.InProgress = st.Applied, st.LastGood, st.Bad, st.BadReason, st.InProgress
+	if s.InProgress == "" && s.Progress != nil {
+		s.InProgress = s.Progress.Commit // preparing: nothing touched yet, nothing persisted
+	}
 	s.History = st.History
 	if cs, err := r.engine.ProjectContainers(ctx, r.opts.Project); err == nil {
 		for _, c := range cs {

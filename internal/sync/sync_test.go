@@ -336,6 +336,27 @@ func TestUnhealthyCommitIsRolledBack(t *testing.T) {
 	}
 }
 
+// An unhealthy container fails the deploy when its healthcheck says so, not when the health
+// timeout (here an hour) runs out: the rollback starts at once.
+func TestUnhealthyContainerFailsTheDeployAtOnce(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = release{services: services("1")}
+	w.commits[c2] = release{services: services("2"), unhealthy: map[string]bool{"web1": true}}
+	w.head = c1
+	r, _ := newTestReconciler(t, w, ev)
+	r.opts.HealthTimeout = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r.SyncOnce(ctx, "test")
+	w.head = c2
+	r.SyncOnce(ctx, "poll")
+	st := r.snapshot()
+	h := st.History[len(st.History)-1]
+	if st.Applied != c1 || h.Outcome != OutcomeRolledBack || !strings.Contains(h.Reason, "web1 running (unhealthy)") || ctx.Err() != nil {
+		t.Fatalf("state %+v, last deploy %+v (ctx %v): want rolled back because web1 is unhealthy, before the timeout", st, h, ctx.Err())
+	}
+}
+
 func TestInterruptedDeployConverges(t *testing.T) {
 	w, ev := newWorld(), &fakeEvents{}
 	w.commits[c1] = release{services: services("1")}
