@@ -47,8 +47,16 @@ func printStatus(w io.Writer, resp api.StatusResponse) {
 	if st.Bad != "" {
 		fmt.Fprintf(tw, "bad commit\t%s (not retried until a newer commit): %s\n", short(st.Bad), st.BadReason)
 	}
-	if st.InProgress != "" {
-		fmt.Fprintf(tw, "deploying\t%s\n", short(st.InProgress))
+	switch p := st.Progress; {
+	case p != nil:
+		subject := ""
+		if p.Subject != "" {
+			subject = " (" + oneLine(p.Subject, 60) + ")"
+		}
+		fmt.Fprintf(tw, "deploying\t%s%s for %s: %s\n", short(p.Commit), subject,
+			time.Since(p.Started).Round(time.Second), p.Line(time.Now()))
+	case st.InProgress != "":
+		fmt.Fprintf(tw, "deploying\t%s (interrupted: the agent converges at its next sync)\n", short(st.InProgress))
 	}
 	last := "never"
 	if !st.LastSync.IsZero() {
