@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,33 @@ func buildAgent(t *testing.T) string {
 	return bin
 }
 
+type healthEvent struct {
+	at              time.Time
+	service, status string
+}
+
+// healthEvents are the health reports of a compose project's containers since a time, from
+// Docker's own event log.
+func healthEvents(t *testing.T, project string, since time.Time) []healthEvent {
+	t.Helper()
+	out, err := exec.Command("docker", "events", "--since", strconv.FormatInt(since.Unix(), 10), "--until", strconv.FormatInt(time.Now().Unix()+1, 10),
+		"--filter", "type=container", "--filter", "label=com.docker.compose.project="+project,
+		"--format", `{{.TimeNano}} {{index .Actor.Attributes "com.docker.compose.service"}} {{.Action}}`).Output()
+	if err != nil {
+		t.Fatalf("docker events: %v", err)
+	}
+	var evs []healthEvent
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 4 || f[2] != "health_status:" {
+			continue
+		}
+		ns, _ := strconv.ParseInt(f[0], 10, 64)
+		evs = append(evs, healthEvent{at: time.Unix(0, ns), service: f[1], status: f[3]})
+	}
+	return evs
+}
+
 func freeAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -157,6 +185,9 @@ webhook:
   secret_file: %s
 `, sourceURL, agentProject, filepath.Join(dir, "state"), filepath.Join(dir, "releases"), a.addr, filepath.Join(dir, "webhook.secret"))
 	cfg += strings.Join(extra, "")
+	if !strings.Contains(cfg, "\nalerts:") {
+		cfg += quietAlerts()
+	}
 	if err := os.WriteFile(a.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -442,6 +473,7 @@ func TestAgent(t *testing.T) {
 	t.Run("a commit whose healthcheck fails is rolled back", func(t *testing.T) {
 		good := a.status().LastGood
 		app2Before := appState(t, "app2").ID
+		since := time.Now()
 		bad := repo.commit("v3 unhealthy", map[string]string{"stack/docker-compose.yml": testStackCompose("3", `["CMD", "false"]`)})
 		a.cli("sync")
 		if err := eventually(2*time.Minute, time.Second, func() error {
@@ -464,6 +496,24 @@ func TestAgent(t *testing.T) {
 		}
 		if app2.ID != app2Before {
 			t.Fatal("app2 was touched: the rolling update must stop at the first unhealthy member")
+		}
+		// It fails fast: from Docker's first unhealthy report of the bad app1 to the old app1
+		// healthy again takes seconds, not the health timeout (20 s here).
+		var unhealthyAt, healthyAt time.Time
+		for _, ev := range healthEvents(t, agentProject, since) {
+			switch {
+			case ev.service == "app1" && ev.status == "unhealthy" && unhealthyAt.IsZero():
+				unhealthyAt = ev.at
+			case ev.service == "app1" && ev.status == "healthy" && !unhealthyAt.IsZero() && healthyAt.IsZero():
+				healthyAt = ev.at
+			}
+		}
+		if unhealthyAt.IsZero() || healthyAt.IsZero() {
+			t.Fatalf("docker events lack app1's unhealthy report (%v) or its healthy return (%v)", unhealthyAt, healthyAt)
+		}
+		t.Logf("first unhealthy report to rolled back and healthy: %v (target 10 s)", healthyAt.Sub(unhealthyAt).Round(time.Millisecond))
+		if d := healthyAt.Sub(unhealthyAt); d > 15*time.Second {
+			t.Errorf("rolled back and healthy %v after the first unhealthy report: the deploy waited instead of failing at once", d)
 		}
 		// People hear of it although Alertmanager is down: DeployFailed (critical) on Slack and
 		// by e-mail, DeployRolledBack (warning) on Slack, straight from the agent.

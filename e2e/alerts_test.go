@@ -23,13 +23,11 @@ import (
 // address, which the Alertmanager container reaches; the stack is configured for them by
 // settings() and newStack() before it starts, and they are started when the alert steps run
 // (the address exists once the network does; Alertmanager retries until then).
+// smtpPort and slackSinkPort are theirs, agentMetricsPort where an agent under test serves
+// /metrics on the Docker bridge (all chosen free: harness_test.go).
 const (
 	gatewayIP      = "10.213.77.1" // the first address of monitoringSubnet
-	smtpPort       = "19025"
-	slackSinkPort  = "19026"
 	mailpitVersion = "v1.27.11"
-	// agentMetricsPort is where an agent under test serves /metrics on the Docker bridge.
-	agentMetricsPort = "19700"
 )
 
 // dockerBridgeIP is the default bridge's address (host.docker.internal in containers).

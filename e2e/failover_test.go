@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/hastack/hastack/internal/loadgen"
 )
@@ -339,6 +342,68 @@ func (wr *writers) missingOn(t *testing.T, ctx context.Context, service string) 
 	return missing
 }
 
+// writableSampler asks both servers directly (the agent's account, from the host) whether they
+// take writes, every 100 ms, 300 ms per question, independently of the agent's own view: the
+// fencing must never let both take writes at once. A round asks A, B, then A again, and counts
+// both writable only if all three answers say so (A demoted and B promoted between two
+// questions is a clean handover, not two writable servers).
+type writableSampler struct {
+	mu     sync.Mutex
+	rounds int
+	both   []time.Time
+}
+
+func sampleWritable(ctx context.Context, t *testing.T) (*writableSampler, *sync.WaitGroup) {
+	t.Helper()
+	pw := st.secret(t, "db/agent_password")
+	var dbs []*sql.DB
+	for _, ip := range []string{dataNetPrefix + ".21", dataNetPrefix + ".22"} {
+		cfg := mysql.NewConfig()
+		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = "agent", pw, "tcp", ip+":3306"
+		cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
+		connector, err := mysql.NewConnector(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := sql.OpenDB(connector)
+		db.SetMaxOpenConns(1)
+		dbs = append(dbs, db)
+	}
+	writable := func(db *sql.DB) bool {
+		qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		var ro int
+		return db.QueryRowContext(qctx, "SELECT @@read_only").Scan(&ro) == nil && ro == 0
+	}
+	s := &writableSampler{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			for _, db := range dbs {
+				db.Close()
+			}
+		}()
+		for i := 0; ctx.Err() == nil && i < 20000; i++ {
+			a, b := dbs[i%2], dbs[1-i%2]
+			at := time.Now()
+			both := writable(a) && writable(b) && writable(a)
+			s.mu.Lock()
+			s.rounds++
+			if both {
+				s.both = append(s.both, at)
+			}
+			s.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return s, &wg
+}
+
 type dbFault struct {
 	name   string
 	inject func(t *testing.T, ctx context.Context, service string)
@@ -416,6 +481,7 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 			defer stopLoad()
 			var wr writers
 			wwg := wr.run(lctx, 2)
+			sampler, swg := sampleWritable(lctx, t)
 			readsDone := make(chan *loadgen.Result, 1)
 			go func() {
 				r, err := loadgen.Run(lctx, loadgen.Options{URL: siteURL("/?format=json&write=0"), Concurrency: 20, Duration: 5 * time.Minute,
@@ -462,8 +528,18 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 			rep, reseeded := w.settleOrReseed(t, ctx, old, f.mayDiverge)
 			stopLoad()
 			wwg.Wait()
+			swg.Wait()
 			reads := <-readsDone
 			lost := wr.missingOn(t, ctx, rep.primary())
+			t.Logf("%s: both servers asked %d times whether they take writes; both did %d times", f.name, sampler.rounds, len(sampler.both))
+			if sampler.rounds < 50 {
+				t.Errorf("the writable sampler asked only %d times", sampler.rounds)
+			}
+			for i, at := range sampler.both {
+				if i < 5 {
+					t.Errorf("both servers took writes at +%v (split brain)", at.Sub(injected).Round(time.Millisecond))
+				}
+			}
 			rows = append(rows, row{fault: f.name, old: old, reads: reads.Requests, readFails: len(reads.Failures),
 				writesBack: writesBack, lostAcked: len(lost), reseeded: reseeded})
 			t.Logf("%s: %s failed over to %s; writes back after %v; reads %d, failed %d; acknowledged writes %d, lost %d",
@@ -524,6 +600,7 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 		lctx, stopLoad := context.WithCancel(ctx)
 		var wr writers
 		wwg := wr.run(lctx, 2)
+		sampler, swg := sampleWritable(lctx, t)
 		time.Sleep(2 * time.Second)
 		start := time.Now()
 		out, err := w.cli(ctx, "switchover")
@@ -531,6 +608,10 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 		time.Sleep(2 * time.Second)
 		stopLoad()
 		wwg.Wait()
+		swg.Wait()
+		if len(sampler.both) > 0 || sampler.rounds < 20 {
+			t.Errorf("switchover: both servers took writes %d times of %d questions", len(sampler.both), sampler.rounds)
+		}
 		if err != nil {
 			t.Fatalf("agent db switchover: %v\n%s", err, out)
 		}

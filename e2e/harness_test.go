@@ -8,27 +8,59 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// Host ports of the stack under test: away from the defaults so the suite does not clash with
-// a stack a user runs on 80/443.
-const (
-	httpPort       = "18080"
-	httpsPort      = "18443"
-	prometheusPort = "19090"
-	grafanaPort    = "13000"
-	objectPort     = "19000"
-	alertmgrPort   = "19093"
-	tlsHostnames   = "ha.example.test,192.0.2.10"
+// Host ports of the stack under test and of the suite's own receivers: chosen free when the
+// suite starts (freePorts), so the suite neither clashes with nor reaches anything else on the
+// host, such as a user's stack on its default ports.
+var (
+	httpPort, httpsPort, prometheusPort, grafanaPort, objectPort, alertmgrPort,
+	smtpPort, slackSinkPort, agentMetricsPort = ports9(freePorts(9))
 )
+
+const tlsHostnames = "ha.example.test,192.0.2.10"
+
+func ports9(p []string) (a, b, c, d, e, f, g, h, i string) {
+	return p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
+}
+
+// freePorts finds n ports that nothing listens on, on any address, from a random start in
+// 20000-29999 (below Linux's ephemeral range, which outgoing connections take from). All are
+// held open until all are found, so they differ.
+func freePorts(n int) []string {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	var out []string
+	start := 20000 + rand.IntN(10000)
+	for i := 0; len(out) < n && i < 10000; i++ {
+		port := strconv.Itoa(20000 + (start-20000+i)%10000)
+		l, err := net.Listen("tcp", ":"+port)
+		if err != nil {
+			continue
+		}
+		held = append(held, l)
+		out = append(out, port)
+	}
+	if len(out) < n {
+		panic(fmt.Sprintf("e2e: found only %d free ports in 20000-29999, need %d", len(out), n))
+	}
+	return out
+}
 
 // project is the compose project of the stack under test. It runs beside a user's own "hastack"
 // stack without touching it: its own project name, host ports, and container names prefixed

@@ -42,12 +42,19 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: FAIL: prerequisite missing:", err)
 		return 1
 	}
+	checkReceivers, stopReceivers := guardReceivers()
+	defer stopReceivers()
 	defer func() {
 		for _, f := range cleanups {
 			f()
 		}
 	}()
-	return m.Run()
+	code := m.Run()
+	if err := checkReceivers(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: FAIL:", err)
+		return 1
+	}
+	return code
 }
 
 // cleanups run after every test (servers the suite started once).
