@@ -100,6 +100,14 @@ var kinds = map[string]kind{
 		},
 		checkFirst: "`docker logs hastack-agent 2>&1 | grep -i database` for the reason, then restart the agent.",
 	},
+	"StackRemoved": {
+		severity: SeverityWarning,
+		summary: func(l map[string]string, host string) string {
+			return fmt.Sprintf("Every container of the stack %s is gone, and the agent does not recreate it (%s)", l["project"], host)
+		},
+		checkFirst: "If it was removed on purpose (docker compose down), nothing to do: the agent waits, and deploys the next " +
+			"commit. To bring it back now: `agent sync --redeploy`. To stop the agent too: scripts/down.",
+	},
 	"DriftCorrected": {
 		severity: SeverityWarning,
 		summary: func(l map[string]string, host string) string {

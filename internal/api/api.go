@@ -29,6 +29,7 @@ import (
 type Reconciler interface {
 	Status(ctx context.Context) agentsync.Status
 	Trigger(reason string)
+	Redeploy(reason string)
 	Plan(ctx context.Context, commit string) (agentsync.Revision, agentsync.Plan, error)
 }
 
@@ -92,7 +93,15 @@ func Handler(r Reconciler, o Options) http.Handler {
 		writeJSON(w, http.StatusOK, resp)
 	}))
 	mux.Handle("POST /api/v1/sync", o.guard(func(w http.ResponseWriter, req *http.Request) {
-		r.Trigger("api")
+		switch req.URL.Query().Get("redeploy") {
+		case "":
+			r.Trigger("api")
+		case "true", "1":
+			r.Redeploy("api: redeploy")
+		default:
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "redeploy: want true or 1"})
+			return
+		}
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "sync triggered"})
 	}))
 	mux.Handle("GET /api/v1/diff", o.guard(func(w http.ResponseWriter, req *http.Request) {

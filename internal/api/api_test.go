@@ -24,7 +24,8 @@ type fakeReconciler struct{ triggers []string }
 func (f *fakeReconciler) Status(context.Context) agentsync.Status {
 	return agentsync.Status{Project: "p", Applied: "abc"}
 }
-func (f *fakeReconciler) Trigger(reason string) { f.triggers = append(f.triggers, reason) }
+func (f *fakeReconciler) Trigger(reason string)  { f.triggers = append(f.triggers, reason) }
+func (f *fakeReconciler) Redeploy(reason string) { f.triggers = append(f.triggers, "redeploy "+reason) }
 func (f *fakeReconciler) Plan(ctx context.Context, commit string) (agentsync.Revision, agentsync.Plan, error) {
 	return agentsync.Revision{Commit: "c"}, agentsync.Plan{Changes: []agentsync.Change{{Service: "web1", Reason: "files"}}}, nil
 }
@@ -71,6 +72,8 @@ func TestHandler(t *testing.T) {
 		{"sync with a wrong token", authed, apiReq("POST", "/api/v1/sync", "t0kem"), 401, 0},
 		{"sync when the agent has no token", Options{Listen: testListen}, apiReq("POST", "/api/v1/sync", ""), 401, 0},
 		{"sync is POST only", authed, apiReq("GET", "/api/v1/sync", testToken), 405, 0},
+		{"sync with redeploy", authed, apiReq("POST", "/api/v1/sync?redeploy=true", testToken), 202, 1},
+		{"sync with a bad redeploy", authed, apiReq("POST", "/api/v1/sync?redeploy=maybe", testToken), 400, 0},
 		{"webhook disabled without a secret", Options{}, signed(push, "s"), 404, 0},
 		{"webhook with the right signature", Options{WebhookSecret: []byte("s"), Ref: "main"}, signed(push, "s"), 202, 1},
 		{"webhook with a wrong signature", Options{WebhookSecret: []byte("s"), Ref: "main"}, signed(push, "x"), 401, 0},
@@ -95,7 +98,7 @@ func TestHandler(t *testing.T) {
 // 421, and the reconciler is not asked anything.
 func TestEveryAPIRouteIsGuarded(t *testing.T) {
 	routes := []struct{ method, path string }{
-		{"GET", "/api/v1/status"}, {"POST", "/api/v1/sync"}, {"GET", "/api/v1/diff"},
+		{"GET", "/api/v1/status"}, {"POST", "/api/v1/sync"}, {"POST", "/api/v1/sync?redeploy=true"}, {"GET", "/api/v1/diff"},
 		{"GET", "/api/v1/diff?commit=../../../../srv/repo/stack"},
 	}
 	for _, rt := range routes {
@@ -132,7 +135,8 @@ func (f *countingReconciler) Status(context.Context) agentsync.Status {
 	f.calls++
 	return agentsync.Status{}
 }
-func (f *countingReconciler) Trigger(string) { f.calls++ }
+func (f *countingReconciler) Trigger(string)  { f.calls++ }
+func (f *countingReconciler) Redeploy(string) { f.calls++ }
 func (f *countingReconciler) Plan(context.Context, string) (agentsync.Revision, agentsync.Plan, error) {
 	f.calls++
 	return agentsync.Revision{}, agentsync.Plan{}, nil

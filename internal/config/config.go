@@ -253,6 +253,9 @@ type Drift struct {
 	// `docker stop web1` stays observable.
 	GracePeriod   Duration `yaml:"grace_period"`
 	CheckInterval Duration `yaml:"check_interval"` // periodic comparison, besides Docker events
+	// RestoreRemoved: with mode restore, a stack with no container left (docker compose down)
+	// is recreated like any drift; by default the agent alerts (StackRemoved) and waits.
+	RestoreRemoved bool `yaml:"restore_removed"`
 }
 
 // Webhook is the push webhook endpoint, disabled when no secret is set.

@@ -34,6 +34,14 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		r.log.Warn("drift check: list containers", "err", err)
 		return
 	}
+	// A project with no container at all was removed (docker compose down): recreating it,
+	// with empty volumes, would undo the operator's cleanup. Say so and wait for the next
+	// commit or `agent sync --redeploy`, unless told to heal it.
+	removed := len(running) == 0
+	r.stackRemoved(ctx, removed)
+	if removed && !r.opts.RestoreRemoved {
+		return
+	}
 	plan := MakePlan(services, running)
 	now := time.Now()
 	r.mu.Lock()
@@ -76,4 +84,31 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		delete(r.driftSince, s)
 		r.mu.Unlock()
 	}
+}
+
+// stackRemoved records whether every container of the project is gone, and alerts when that
+// changes.
+func (r *Reconciler) stackRemoved(ctx context.Context, removed bool) {
+	r.mu.Lock()
+	changed := r.status.Removed != removed
+	r.status.Removed = removed
+	if removed {
+		r.status.Drift = nil
+	}
+	r.mu.Unlock()
+	if !changed {
+		return
+	}
+	labels := map[string]string{"project": r.opts.Project}
+	if removed {
+		action := "not recreating it: the next commit deploys it, or `agent sync --redeploy` now"
+		if r.opts.RestoreRemoved {
+			action = "recreating it (drift.restore_removed)"
+		}
+		r.log.Warn("the stack was removed: no container of the project is left", "project", r.opts.Project, "action", action)
+		r.events.Event(ctx, "StackRemoved", true, labels,
+			fmt.Sprintf("no container of project %s is left (docker compose down?); %s", r.opts.Project, action))
+		return
+	}
+	r.events.Event(ctx, "StackRemoved", false, labels, "")
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hastack/hastack/internal/compose"
@@ -75,6 +76,9 @@ type Options struct {
 	// configuration hashes stay the same from one commit to the next.
 	WorkDir    string
 	Persistent []string // paths under Subpath kept across releases (secrets/, .env, ...)
+	// RestoreRemoved: a drift check that finds no container of the project recreates the
+	// whole stack (with DriftRestore); by default it alerts and waits.
+	RestoreRemoved bool
 	// Live are directories under Subpath that services reload in place (live.go).
 	Live          []string
 	SharedDir     string        // where the persistent paths live; "" means WorkDir/shared
@@ -144,8 +148,9 @@ type Reconciler struct {
 	metrics  *Metrics
 	log      *slog.Logger
 
-	trigger chan string
-	diffs   chan struct{} // one token per diff running, MaxDiffs at most
+	trigger  chan string
+	redeploy atomic.Bool   // the next sync deploys even the applied commit (Redeploy)
+	diffs    chan struct{} // one token per diff running, MaxDiffs at most
 	// apply serialises everything that changes containers: deploys and drift corrections.
 	apply gosync.Mutex
 
@@ -158,14 +163,16 @@ type Reconciler struct {
 
 // Status is what `agent status` shows.
 type Status struct {
-	Project    string        `json:"project"`
-	Ref        string        `json:"ref,omitempty"`
-	Remote     string        `json:"remote_commit,omitempty"`
-	Applied    string        `json:"applied_commit,omitempty"`
-	LastGood   string        `json:"last_good_commit,omitempty"`
-	Bad        string        `json:"bad_commit,omitempty"`
-	BadReason  string        `json:"bad_reason,omitempty"`
-	InProgress string        `json:"in_progress,omitempty"`
+	Project    string `json:"project"`
+	Ref        string `json:"ref,omitempty"`
+	Remote     string `json:"remote_commit,omitempty"`
+	Applied    string `json:"applied_commit,omitempty"`
+	LastGood   string `json:"last_good_commit,omitempty"`
+	Bad        string `json:"bad_commit,omitempty"`
+	BadReason  string `json:"bad_reason,omitempty"`
+	InProgress string `json:"in_progress,omitempty"`
+	// Removed: no container of the project is left, and the agent waits (drift.go).
+	Removed    bool          `json:"removed,omitempty"`
 	Progress   *Progress     `json:"progress,omitempty"` // what the deploy in progress does now
 	LastSync   time.Time     `json:"last_sync"`
 	LastResult string        `json:"last_result,omitempty"`
@@ -214,6 +221,14 @@ func (r *Reconciler) Trigger(reason string) {
 	case r.trigger <- reason:
 	default:
 	}
+}
+
+// Redeploy asks for a sync that deploys the source's commit even if it is the applied one:
+// every service is brought back to it (a removed stack recreated, a stopped one started). When
+// the source is at a commit that failed, the last good one is deployed instead.
+func (r *Reconciler) Redeploy(reason string) {
+	r.redeploy.Store(true)
+	r.Trigger(reason)
 }
 
 // Run syncs at start, then on every trigger and poll tick, and checks for drift, until ctx
@@ -308,9 +323,15 @@ func (r *Reconciler) sync(ctx context.Context, trigger string) error {
 		}
 		return r.deploy(ctx, rev, "recover", false)
 	case rev.Commit == st.Bad:
+		if r.redeploy.Swap(false) && st.LastGood != "" {
+			return r.deploy(ctx, Revision{Commit: st.LastGood}, trigger, true)
+		}
 		r.log.Debug("source is at a commit that failed; waiting for a newer one", "commit", short(rev.Commit))
 		return nil
 	case rev.Commit == st.Applied:
+		if r.redeploy.Swap(false) {
+			return r.deploy(ctx, rev, trigger, false)
+		}
 		return nil
 	}
 	return r.deploy(ctx, rev, trigger, false)
@@ -365,6 +386,8 @@ func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, i
 		return err
 	}
 	r.metrics.deployedCommit(rev.Commit)
+	r.stackRemoved(ctx, false) // it has containers again
+	r.redeploy.Store(false)    // a redeploy asked for while this one ran: done by it
 	log.Info("deployed", "recreated", d.Recreated, "took", time.Since(d.Started).Round(time.Millisecond))
 	return nil
 }

@@ -407,6 +407,56 @@ func TestDriftIsRestored(t *testing.T) {
 	}
 }
 
+// A stack removed whole (docker compose down -v) is not recreated with empty volumes as
+// drift: the agent says so, alerts and waits; `agent sync --redeploy` brings it back, and
+// the alert resolves.
+func TestRemovedStackIsNotRecreatedUntilRedeployed(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = release{services: services("1")}
+	w.head = c1
+	r, _ := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	w.ups = nil
+	w.containers = map[string]docker.Container{} // docker compose down
+	r.CheckDrift(ctx)
+	r.CheckDrift(ctx)
+	r.SyncOnce(ctx, "poll")
+	if len(w.ups) != 0 || !ev.has("StackRemoved", true) || !r.Status(ctx).Removed {
+		t.Fatalf("ups %v, StackRemoved fired %v, status removed %v: want nothing recreated, the alert, and the status saying so",
+			w.ups, ev.has("StackRemoved", true), r.Status(ctx).Removed)
+	}
+	r.Redeploy("test")
+	r.SyncOnce(ctx, <-r.trigger)
+	if len(w.containers) != 4 || r.Status(ctx).Removed || !ev.has("StackRemoved", false) {
+		t.Fatalf("after a redeploy: containers %v, removed %v, resolved %v", w.containers, r.Status(ctx).Removed, ev.has("StackRemoved", false))
+	}
+	if h := r.snapshot().History; len(h) != 2 || h[1].Outcome != OutcomeDeployed || h[1].Commit != c1 {
+		t.Fatalf("history %+v: want the redeploy of c1 recorded", h)
+	}
+	// Once: the next sync does not deploy again.
+	r.SyncOnce(ctx, "poll")
+	if h := r.snapshot().History; len(h) != 2 {
+		t.Fatalf("a redeploy ran twice: %+v", h)
+	}
+}
+
+// Told to heal (drift.restore_removed), the agent recreates a removed stack like any drift.
+func TestRemovedStackIsRestoredWhenConfigured(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = release{services: services("1")}
+	w.head = c1
+	r, _ := newTestReconciler(t, w, ev)
+	r.opts.RestoreRemoved = true
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	w.containers = map[string]docker.Container{}
+	r.CheckDrift(ctx)
+	if len(w.containers) != 4 || !ev.has("StackRemoved", true) {
+		t.Fatalf("containers %v, alert %v: want the stack recreated, and the removal reported", w.containers, ev.has("StackRemoved", true))
+	}
+}
+
 func TestDriftWaitsForGracePeriodAndReportModeOnlyReports(t *testing.T) {
 	w, ev := newWorld(), &fakeEvents{}
 	w.commits[c1] = release{services: services("1")}
