@@ -34,13 +34,16 @@ const usage = `agent: GitOps agent for a Docker Compose stack
 Usage:
   agent run    [--config FILE]            run the daemon: follow the repository, deploy, watch for drift
   agent status [--addr ADDR] [--json]     show the running agent's source, commit, services, drift, history
-  agent sync   [--addr ADDR]              ask the running agent to fetch and deploy now
+  agent sync   [--addr ADDR] [--redeploy] ask the running agent to fetch and deploy now (--redeploy: even
+                                          the applied commit, e.g. to bring back a removed stack)
+  agent wait   [--addr ADDR] [--commit C] wait until the agent has deployed C (default: the source's
+                                          head) and every service is ready, showing the progress
   agent diff   [--addr ADDR] [COMMIT]     show which services COMMIT (default: the source's) would change
   agent backup [--config FILE] [--json]   back the database up to S3 now (dump on the replica, zstd, manifest)
   agent backups [--config FILE] [--json]  list the backups in S3, complete or not
   agent restore [flags] [ID|latest]       verify a backup, then restore it (safety backup first; --dry-run, --target)
   agent drill   [--config FILE] [ID]      restore a backup into a throw-away container and compare it with its manifest
-  agent db     status|switchover|failover|watch  the database pair's roles and failover (agent db --help)
+  agent db     status|switchover|failover|reseed|watch  the database pair's roles and failover (agent db --help)
   agent help                              this text
 
 Every command takes --help. Configuration: a YAML file (--config) plus HASTACK_AGENT_*
@@ -67,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
 	case "sync":
 		err = cmdSync(ctx, args[1:], stdout, stderr)
+	case "wait":
+		err = cmdWait(ctx, args[1:], stdout, stderr)
 	case "diff":
 		err = cmdDiff(ctx, args[1:], stdout, stderr)
 	case "backup":

@@ -1,6 +1,8 @@
 package sync
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -82,4 +84,35 @@ func (r *Reconciler) startProgress(rev Revision, rollback bool) func() {
 		r.progress = outer
 		r.mu.Unlock()
 	}
+}
+
+// ErrNotDeployable is returned by Status.Deployed when the commit waited for failed.
+var ErrNotDeployable = errors.New("the agent could not deploy the commit")
+
+// Deployed tells whether the host is on commit (the source's head as last fetched when empty)
+// with every service ready, as `agent wait` waits for: applied, no deploy in progress, the last
+// sync ok, the stack not removed. It returns an error wrapping ErrNotDeployable once the
+// commit is marked bad.
+func (s Status) Deployed(commit string) (bool, error) {
+	if commit == "" {
+		commit = s.Remote
+	}
+	if commit == "" {
+		return false, nil
+	}
+	if s.Bad != "" && (s.Bad == commit || strings.HasPrefix(s.Bad, commit)) {
+		return false, fmt.Errorf("%w %s: %s", ErrNotDeployable, short(s.Bad), s.BadReason)
+	}
+	if s.Applied != commit && !(len(commit) >= 7 && strings.HasPrefix(s.Applied, commit)) {
+		return false, nil
+	}
+	if s.InProgress != "" || s.Progress != nil || s.LastResult != "ok" || s.Removed || len(s.Services) == 0 {
+		return false, nil
+	}
+	for _, svc := range s.Services {
+		if !svc.Ready {
+			return false, nil
+		}
+	}
+	return true, nil
 }

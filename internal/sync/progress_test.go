@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -51,4 +52,37 @@ func waitFor(d time.Duration, cond func() bool) error {
 		}
 	}
 	return context.DeadlineExceeded
+}
+
+func TestStatusDeployed(t *testing.T) {
+	ready := []ServiceInfo{{Service: "web1", Ready: true}, {Service: "web2", Ready: true}}
+	base := Status{Remote: c2, Applied: c2, LastResult: "ok", Services: ready}
+	for _, tc := range []struct {
+		name   string
+		commit string
+		edit   func(*Status)
+		want   bool
+		bad    bool
+	}{
+		{"deployed", c2, nil, true, false},
+		{"the source's head", "", nil, true, false},
+		{"a short id", c2[:12], nil, true, false},
+		{"another commit applied", c3, nil, false, false},
+		{"in progress", c2, func(s *Status) { s.InProgress = c2 }, false, false},
+		{"preparing", c2, func(s *Status) { s.Progress = &Progress{Commit: c2} }, false, false},
+		{"a service not ready", c2, func(s *Status) { s.Services = []ServiceInfo{{Service: "web1"}} }, false, false},
+		{"no service at all", c2, func(s *Status) { s.Services = nil }, false, false},
+		{"removed", c2, func(s *Status) { s.Removed = true }, false, false},
+		{"the last sync failed", c2, func(s *Status) { s.LastResult = "error" }, false, false},
+		{"marked bad", c3, func(s *Status) { s.Bad, s.BadReason = c3, "health gate: failed: web1 running (unhealthy)" }, false, true},
+	} {
+		s := base
+		if tc.edit != nil {
+			tc.edit(&s)
+		}
+		got, err := s.Deployed(tc.commit)
+		if got != tc.want || errors.Is(err, ErrNotDeployable) != tc.bad {
+			t.Errorf("%s: Deployed = %v, %v; want %v, bad %v", tc.name, got, err, tc.want, tc.bad)
+		}
+	}
 }
