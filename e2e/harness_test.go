@@ -115,7 +115,9 @@ func newStack() (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"stack", "tools", "alert-rules", "go.mod", "go.sum", ".dockerignore", "cmd", "internal"} {
+	// The root's docker-compose.yml, .env and nginx (links into stack/) too: the seed's commands
+	// run at the root.
+	for _, d := range []string{"stack", "tools", "alert-rules", "go.mod", "go.sum", ".dockerignore", "cmd", "internal", "docker-compose.yml", ".env", "nginx"} {
 		if out, err := exec.Command("cp", "-a", "../"+d, filepath.Join(dir, d)).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("copy %s: %v: %s", d, err, out)
 		}
@@ -165,8 +167,13 @@ func (s *stack) settings() []string {
 
 // run runs a command in the stack directory and returns its combined output.
 func (s *stack) run(ctx context.Context, name string, args ...string) (string, error) {
+	return s.runIn(ctx, s.dir, name, args...)
+}
+
+// runIn runs a command in dir with the stack's environment.
+func (s *stack) runIn(ctx context.Context, dir, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = s.dir
+	cmd.Dir = dir
 	cmd.Env = s.env()
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf

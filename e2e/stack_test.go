@@ -176,14 +176,17 @@ func testServicesHealthy(t *testing.T, ctx context.Context) {
 	if e := seen["secrets-init"]; e.State != "exited" {
 		t.Errorf("secrets-init: state %q, want exited (one-shot)", e.State)
 	}
-	// The seed's check, as written: every service "Up".
-	out, err := st.run(ctx, "docker-compose", "ps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range longRunning {
-		if !strings.Contains(lineOf(out, c(name)), "Up") {
-			t.Errorf("docker-compose ps: %s not Up:\n%s", name, out)
+	// The seed's check, as written: every service "Up", in stack/ and at the repository root
+	// (where the seed runs its commands: the root's docker-compose.yml includes stack/'s).
+	for _, dir := range []string{st.dir, filepath.Dir(st.dir)} {
+		out, err := st.runIn(ctx, dir, "docker-compose", "ps")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range longRunning {
+			if !strings.Contains(lineOf(out, c(name)), "Up") {
+				t.Errorf("docker-compose ps in %s: %s not Up:\n%s", dir, name, out)
+			}
 		}
 	}
 }
@@ -772,8 +775,9 @@ func testReplicaReseed(t *testing.T, ctx context.Context) {
 	}
 }
 
+// The seed's cleanup, at the repository root as the seed runs it.
 func testDownRemovesEverything(t *testing.T, ctx context.Context) {
-	if _, err := st.compose(ctx, "down", "-v"); err != nil {
+	if _, err := st.runIn(ctx, filepath.Dir(st.dir), "docker-compose", "down", "-v"); err != nil {
 		t.Fatal(err)
 	}
 	for _, kind := range []string{"container", "volume", "network"} {

@@ -255,6 +255,30 @@ func TestComposeKeepsSeedNamesAndExposesOnlyWhatUsersAskFor(t *testing.T) {
 	}
 }
 
+// The seed runs its commands at the repository root: the root's docker-compose.yml is the
+// stack's, as the same project, and ./nginx (the seed's certificate directory) and ./.env (where
+// Compose reads COMPOSE_PROFILES) lead into stack/. The e2e suite runs `docker-compose ps` and
+// `down -v` there.
+func TestRootComposeIsTheStack(t *testing.T) {
+	var root struct {
+		Name    string   `yaml:"name"`
+		Include []string `yaml:"include"`
+	}
+	var stack struct {
+		Name string `yaml:"name"`
+	}
+	readYAML(t, "../docker-compose.yml", &root)
+	readYAML(t, "../stack/docker-compose.yml", &stack)
+	if root.Name != stack.Name || !slices.Equal(root.Include, []string{"stack/docker-compose.yml"}) {
+		t.Errorf("root docker-compose.yml: name %q include %v, want name %q and include [stack/docker-compose.yml]", root.Name, root.Include, stack.Name)
+	}
+	for link, want := range map[string]string{"../nginx": "stack/nginx", "../.env": "stack/.env"} {
+		if got, err := os.Readlink(link); err != nil || got != want {
+			t.Errorf("%s: link to %q (%v), want %q", link, got, err, want)
+		}
+	}
+}
+
 func TestNoSecretInComposeOrImages(t *testing.T) {
 	var c composeFile
 	readYAML(t, "../stack/docker-compose.yml", &c)
