@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	gosync "sync"
 	"sync/atomic"
 	"time"
 
@@ -202,24 +203,29 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			dbWatch(ctx)
 		}
 	}()
+	// Jobs run until ctx ends; the agent returns only once each has: a backup in progress
+	// aborts its upload, a deploy's Compose gets SIGTERM and time (compose.StopGrace).
+	var jobs gosync.WaitGroup
 	if cfg.Backup.Schedule != "" {
 		sched, err := newBackupScheduler(cfg, engine, events, backup.NewMetrics(reg), log)
 		if err != nil {
 			return err
 		}
-		go sched.Run(ctx)
+		jobs.Go(func() { sched.Run(ctx) })
 	}
 	if cfg.Backup.Drill.Schedule != "" {
 		sched, err := newDrillScheduler(cfg, engine, events, backup.NewDrillMetrics(reg), log)
 		if err != nil {
 			return err
 		}
-		go sched.Run(ctx)
+		jobs.Go(func() { sched.Run(ctx) })
 	}
 	err = rec.Run(ctx)
+	log.Info("stopping: waiting for the jobs in progress")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdown)
+	jobs.Wait()
 	<-dbDone // a failover in progress finishes its step
 	<-alertsDone
 	log.Info("stopped")

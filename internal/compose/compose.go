@@ -21,6 +21,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -102,6 +104,9 @@ func (p Project) base() []string {
 	return args
 }
 
+// StopGrace is how long a cancelled `docker compose` has after SIGTERM before it is killed.
+const StopGrace = 30 * time.Second
+
 // run runs `docker compose <args>` in the project and returns its stdout. The CLI inherits
 // the agent's environment without the agent's secrets (config.ChildEnv): a compose file
 // cannot interpolate them, nor a plugin read them.
@@ -111,6 +116,10 @@ func (p Project) run(ctx context.Context, args ...string) ([]byte, error) {
 		bin = "docker"
 	}
 	cmd := exec.CommandContext(ctx, bin, append(p.base(), args...)...)
+	// Cancelled (the agent stopping), Compose gets SIGTERM and time to stop what it started
+	// cleanly; only then SIGKILL.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = StopGrace
 	cmd.Dir = p.Dir
 	cmd.Env = config.ChildEnv(os.Environ())
 	var stdout, buf bytes.Buffer

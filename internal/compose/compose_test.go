@@ -1,11 +1,13 @@
 package compose
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHashTree(t *testing.T) {
@@ -200,3 +202,33 @@ func TestHashContextFollowsDockerignore(t *testing.T) {
 		t.Error("without a .dockerignore a changed file did not change the digest")
 	}
 }
+
+// A cancelled command (the agent stopping) gets SIGTERM, and its time to finish: a stand-in
+// CLI that traps TERM writes a mark on its way out, which SIGKILL would never let it do.
+func TestRunCancelledGetsSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "docker")
+	mark := filepath.Join(dir, "terminated")
+	script := "#!/bin/sh\ntrap 'echo term > " + mark + "; exit 143' TERM\necho started > " + mark + ".started\nwhile :; do sleep 0.1; done\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Project{Name: "test", Dir: dir, Binary: bin}.run(ctx, "up")
+		done <- err
+	}()
+	for i := 0; i < 500 && !fileExists(mark+".started"); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("a cancelled command succeeded")
+	}
+	if b, err := os.ReadFile(mark); err != nil || strings.TrimSpace(string(b)) != "term" {
+		t.Fatalf("the CLI did not get SIGTERM and time to exit: %q %v", b, err)
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

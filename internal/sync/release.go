@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -311,11 +312,56 @@ func (r *Reconciler) linkCurrent(commit string) error {
 	return nil
 }
 
-// removeDiffLeftovers removes the temporary trees of diffs a crash left behind.
+// removeDiffLeftovers removes the temporary trees of diffs a crash left behind, and the
+// staging directories of releases it interrupted.
 func (r *Reconciler) removeDiffLeftovers() {
 	left, _ := filepath.Glob(filepath.Join(r.opts.WorkDir, diffPrefix+"*"))
-	for _, d := range left {
+	staging, _ := filepath.Glob(filepath.Join(r.opts.WorkDir, "*.staging"))
+	for _, d := range append(left, staging...) {
+		if strings.HasSuffix(d, ".staging") && checkCommit(strings.TrimSuffix(filepath.Base(d), ".staging")) != nil {
+			continue // not one of ours
+		}
 		os.RemoveAll(d)
+	}
+}
+
+// KeepReleases is how many releases pruneReleases keeps besides those the state names (the
+// applied, last good and in-progress commits): the most recently made ones.
+const KeepReleases = 3
+
+// pruneReleases removes the release directories the state does not name, except the
+// KeepReleases most recent: one full tree per commit would otherwise pile up forever. Only
+// directories named by a full commit id are touched.
+func (r *Reconciler) pruneReleases(st State) {
+	entries, err := os.ReadDir(r.opts.WorkDir)
+	if err != nil {
+		return
+	}
+	type rel struct {
+		name string
+		made int64
+	}
+	var others []rel
+	for _, e := range entries {
+		if !e.IsDir() || checkCommit(e.Name()) != nil || e.Name() == st.Applied || e.Name() == st.LastGood || e.Name() == st.InProgress {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		others = append(others, rel{e.Name(), fi.ModTime().UnixNano()})
+	}
+	if len(others) <= KeepReleases {
+		return
+	}
+	slices.SortFunc(others, func(a, b rel) int { return cmp.Compare(b.made, a.made) }) // newest first
+	for _, o := range others[KeepReleases:] {
+		if err := os.RemoveAll(filepath.Join(r.opts.WorkDir, o.name)); err != nil {
+			r.log.Warn("prune releases", "release", o.name, "err", err)
+			continue
+		}
+		r.log.Debug("pruned release", "release", short(o.name))
 	}
 }
 

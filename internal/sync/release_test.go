@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +176,43 @@ func TestReleasesRefuseLinksOutOfTheirTree(t *testing.T) {
 				t.Fatalf("refused releases left %v", left)
 			}
 		})
+	}
+}
+
+// Releases the state does not name are pruned down to the KeepReleases most recent; an
+// interrupted release's staging directory is swept at start; nothing else in WorkDir is
+// touched.
+func TestReleasesArePrunedAndLeftoversSwept(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	r, _ := newTestReconciler(t, w, ev)
+	work := r.opts.WorkDir
+	commit := func(i int) string { return strings.Repeat(strconv.FormatInt(int64(i), 16), 40) }
+	base := time.Now().Add(-time.Hour)
+	for i := range 7 {
+		dir := filepath.Join(work, commit(i))
+		if err := os.MkdirAll(filepath.Join(dir, "stack"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(dir, base.Add(time.Duration(i)*time.Minute), base.Add(time.Duration(i)*time.Minute))
+	}
+	for _, keep := range []string{"shared/secrets", "live/nginx/conf", "not-a-release"} {
+		os.MkdirAll(filepath.Join(work, keep), 0o755)
+	}
+	os.MkdirAll(filepath.Join(work, commit(9)+".staging", "stack"), 0o755)
+
+	// Applied and last good are the two oldest; of the others the three newest stay.
+	r.pruneReleases(State{Applied: commit(0), LastGood: commit(1)})
+	var left []string
+	entries, _ := os.ReadDir(work)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	want := []string{commit(0), commit(1), commit(4), commit(5), commit(6), commit(9) + ".staging", "live", "not-a-release", "shared"}
+	if !slices.Equal(left, want) {
+		t.Fatalf("left %q\nwant %q", left, want)
+	}
+	r.removeDiffLeftovers()
+	if exists(filepath.Join(work, commit(9)+".staging")) || !exists(filepath.Join(work, "not-a-release")) {
+		t.Fatal("the staging leftover was kept, or something else was removed")
 	}
 }

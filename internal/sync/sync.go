@@ -211,6 +211,7 @@ func New(opts Options, src Source, engine Engine, newStack func(projectDir strin
 		return nil, fmt.Errorf("live paths %v need an engine that runs commands in containers", opts.Live)
 	}
 	r.removeDiffLeftovers()
+	r.pruneReleases(st)
 	r.status.Project = opts.Project
 	return r, nil
 }
@@ -388,6 +389,7 @@ func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, i
 	r.metrics.deployedCommit(rev.Commit)
 	r.stackRemoved(ctx, false) // it has containers again
 	r.redeploy.Store(false)    // a redeploy asked for while this one ran: done by it
+	r.pruneReleases(st)
 	log.Info("deployed", "recreated", d.Recreated, "took", time.Since(d.Started).Round(time.Millisecond))
 	return nil
 }
@@ -396,6 +398,12 @@ func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, i
 // back to the last good commit. A failed rollback is recorded but marks nothing bad: the commit
 // it restores was good.
 func (r *Reconciler) fail(ctx context.Context, st State, d Deploy, cause error, touched, isRollback bool) error {
+	if ctx.Err() != nil {
+		// The agent is stopping: not the commit's fault. Nothing is marked bad and no rollback
+		// runs; the saved InProgress (once anything was touched) makes the next start converge.
+		r.log.Warn("deploy interrupted: the agent is stopping", "commit", short(d.Commit), "err", cause)
+		return cause
+	}
 	d.Finished, d.Reason = time.Now(), cause.Error()
 	d.Outcome = OutcomeFailed
 	if isRollback {

@@ -46,6 +46,7 @@ type fakeWorld struct {
 	exportGate chan struct{}               // when set, each Export waits for a value
 	runs       []string                    // every command run in a container: "container: cmd"
 	runErr     map[string]error            // the error of a command, by its first word after the path
+	onUp       func(services []string)     // called after each Up, outside the lock
 }
 
 func (w *fakeWorld) Run(ctx context.Context, container string, cmd []string) (string, error) {
@@ -164,6 +165,12 @@ func (s *fakeStack) Services(ctx context.Context) ([]compose.Service, error) {
 func (s *fakeStack) Build(ctx context.Context) error { return nil }
 
 func (s *fakeStack) Up(ctx context.Context, services ...string) error {
+	if err := ctx.Err(); err != nil {
+		return err // as the compose CLI, killed by its context
+	}
+	if hook := s.w.onUp; hook != nil {
+		defer hook(services)
+	}
 	rel := s.rel()
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
@@ -354,6 +361,34 @@ func TestUnhealthyContainerFailsTheDeployAtOnce(t *testing.T) {
 	h := st.History[len(st.History)-1]
 	if st.Applied != c1 || h.Outcome != OutcomeRolledBack || !strings.Contains(h.Reason, "web1 running (unhealthy)") || ctx.Err() != nil {
 		t.Fatalf("state %+v, last deploy %+v (ctx %v): want rolled back because web1 is unhealthy, before the timeout", st, h, ctx.Err())
+	}
+}
+
+// A deploy cut short by the agent stopping (its context cancelled mid-rollout) is not the
+// commit's fault: nothing is marked bad, no rollback runs, no alert; the next start converges.
+func TestDeployInterruptedByShutdownIsNotMarkedBad(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = release{services: services("1")}
+	w.commits[c2] = release{services: services("2")}
+	w.head = c1
+	r, _ := newTestReconciler(t, w, ev)
+	r.SyncOnce(context.Background(), "test")
+	ctx, cancel := context.WithCancel(context.Background())
+	w.onUp = func(services []string) {
+		if slices.Contains(services, "web1") {
+			cancel() // SIGTERM while web1 rolls
+		}
+	}
+	w.head = c2
+	r.SyncOnce(ctx, "poll")
+	st := r.snapshot()
+	if st.Bad != "" || st.InProgress != c2 || ev.has("DeployFailed", true) || ev.has("DeployRolledBack", true) {
+		t.Fatalf("state %+v, events %+v: want c2 still in progress, nothing bad, no alert", st, ev.events)
+	}
+	w.onUp = nil
+	r.SyncOnce(context.Background(), "start")
+	if st := r.snapshot(); st.Applied != c2 || st.InProgress != "" || st.Bad != "" {
+		t.Fatalf("after the restart: %+v, want c2 applied", st)
 	}
 }
 
