@@ -146,7 +146,7 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Project: cfg.Compose.Project, Subpath: cfg.Source.Path, ComposeFiles: cfg.Compose.Files,
 		WorkDir: cfg.WorkDir, SharedDir: cfg.SharedDir, Persistent: persistentPaths, Live: livePaths,
 		HealthTimeout: time.Duration(cfg.Compose.HealthTimeout), PollInterval: time.Duration(cfg.Source.PollInterval),
-		DriftMode: agentsync.DriftMode(cfg.Drift.Mode), DriftGrace: time.Duration(cfg.Drift.GracePeriod), RestoreRemoved: cfg.Drift.RestoreRemoved,
+		DriftMode: agentsync.DriftMode(cfg.Drift.Mode), DriftGrace: time.Duration(cfg.Drift.GracePeriod), RestoreRemoved: cfg.Drift.RestoreRemoved, EnvFile: cfg.Compose.EnvFile,
 		DriftInterval: time.Duration(cfg.Drift.CheckInterval), History: cfg.History,
 		Exclusive: exclusive, ExclusiveServices: cfg.Database.Servers,
 	}, gitAdapter{src}, engine, newStack, agentsync.NewStore(cfg.StateDir), events, metrics, log)

@@ -5,9 +5,8 @@
 //
 // It is the only package of the project that imports go-git. Repositories are
 // reached over https/http (token as basic-auth password), ssh (private key and
-// a mandatory known_hosts file) or the local filesystem (a path or a file://
-// URL; go-git runs the git-upload-pack program for those, so the git CLI must
-// be installed where the agent runs local sources).
+// a mandatory known_hosts file) or the local filesystem (an absolute path or a
+// file:// URL, served in process: local.go).
 //
 // The mirror lives in Options.CacheDir, in a directory named after the
 // repository and a hash of its URL (see Source.MirrorDir), so changing the URL

@@ -2,9 +2,14 @@ package sync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"time"
+
+	"github.com/hastack/hastack/internal/compose"
 )
 
 // CheckDrift compares the containers with the applied release; services that stay drifted
@@ -24,7 +29,7 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		return
 	}
 	stack := r.stackOf(root, filepath.Join(r.currentLink(), r.opts.Subpath), true)
-	services, err := stack.Services(ctx)
+	services, err := r.appliedServices(ctx, st.Applied, stack)
 	if err != nil {
 		r.log.Warn("drift check: read services", "err", err)
 		return
@@ -111,4 +116,61 @@ func (r *Reconciler) stackRemoved(ctx context.Context, removed bool) {
 		return
 	}
 	r.events.Event(ctx, "StackRemoved", false, labels, "")
+}
+
+// servicesCache holds what Compose said the applied release's services are, for the files it
+// read then: a drift check that finds nothing changed runs no `docker compose config`.
+type servicesCache struct {
+	key      string
+	services []compose.Service
+}
+
+// appliedServices returns the services of the applied release, from the cache while neither
+// the commit nor the files outside git that Compose reads (the persistent paths in SharedDir:
+// .env, secrets, certificates; the env file) have changed since.
+func (r *Reconciler) appliedServices(ctx context.Context, applied string, stack Stack) ([]compose.Service, error) {
+	key := applied + " " + r.outsideDigest()
+	r.mu.Lock()
+	c := r.services
+	r.mu.Unlock()
+	if c.key == key {
+		return c.services, nil
+	}
+	services, err := stack.Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.services = servicesCache{key: key, services: services}
+	r.mu.Unlock()
+	return services, nil
+}
+
+// outsideDigest is a digest of the names, modes, sizes and modification times of every file
+// under the persistent paths and of the env file: what changes when an operator edits .env,
+// a secret or the certificate.
+func (r *Reconciler) outsideDigest() string {
+	h := sha256.New()
+	roots := []string{r.opts.EnvFile}
+	for _, p := range r.opts.Persistent {
+		roots = append(roots, filepath.Join(r.sharedDir(), p))
+	}
+	for _, root := range roots {
+		if root == "" {
+			continue
+		}
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				fmt.Fprintf(h, "%s error\n", p)
+				return nil
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			fmt.Fprintf(h, "%s %o %d %d\n", p, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+			return nil
+		})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -76,6 +76,8 @@ type Options struct {
 	// configuration hashes stay the same from one commit to the next.
 	WorkDir    string
 	Persistent []string // paths under Subpath kept across releases (secrets/, .env, ...)
+	// EnvFile is the env file Compose reads besides the stack's (compose.env_file), if any.
+	EnvFile string
 	// RestoreRemoved: a drift check that finds no container of the project recreates the
 	// whole stack (with DriftRestore); by default it alerts and waits.
 	RestoreRemoved bool
@@ -157,7 +159,8 @@ type Reconciler struct {
 	mu         gosync.Mutex // guards the fields below
 	state      State
 	status     Status
-	progress   *Progress // of the deploy in progress, if any
+	progress   *Progress     // of the deploy in progress, if any
+	services   servicesCache // the applied release's services, for drift checks
 	driftSince map[string]time.Time
 }
 

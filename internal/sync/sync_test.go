@@ -47,6 +47,7 @@ type fakeWorld struct {
 	runs       []string                    // every command run in a container: "container: cmd"
 	runErr     map[string]error            // the error of a command, by its first word after the path
 	onUp       func(services []string)     // called after each Up, outside the lock
+	configs    int                         // Services calls: docker compose config runs
 }
 
 func (w *fakeWorld) Run(ctx context.Context, container string, cmd []string) (string, error) {
@@ -152,6 +153,9 @@ func (s *fakeStack) Validate(ctx context.Context) error {
 // Services returns the release's services, with "$PROJECT" in a bind source replaced by the
 // project directory, as Compose resolves it.
 func (s *fakeStack) Services(ctx context.Context) ([]compose.Service, error) {
+	s.w.mu.Lock()
+	s.w.configs++
+	s.w.mu.Unlock()
 	var out []compose.Service
 	for _, svc := range s.rel().services {
 		svc.BindSources = slices.Clone(svc.BindSources)
@@ -489,6 +493,34 @@ func TestRemovedStackIsRestoredWhenConfigured(t *testing.T) {
 	r.CheckDrift(ctx)
 	if len(w.containers) != 4 || !ev.has("StackRemoved", true) {
 		t.Fatalf("containers %v, alert %v: want the stack recreated, and the removal reported", w.containers, ev.has("StackRemoved", true))
+	}
+}
+
+// Idle means idle: a drift check that finds nothing changed runs no docker compose config; a
+// change to a file outside git that Compose reads (.env, a secret) makes the next one read the
+// configuration again.
+func TestDriftCheckReusesTheAppliedConfiguration(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = release{services: services("1")}
+	w.head = c1
+	r, _ := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	r.CheckDrift(ctx)
+	before := w.configs
+	for range 5 {
+		r.CheckDrift(ctx)
+	}
+	if w.configs != before {
+		t.Fatalf("5 drift checks with nothing changed ran docker compose config %d times", w.configs-before)
+	}
+	env := filepath.Join(r.sharedDir(), ".env")
+	if err := os.WriteFile(env, []byte("HTTP_PORT=8080\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.CheckDrift(ctx)
+	if w.configs != before+1 {
+		t.Fatalf("after .env changed, %d compose config runs, want 1", w.configs-before)
 	}
 }
 
