@@ -44,6 +44,7 @@ func (emptyStack) Validate(context.Context) error                      { return 
 func (emptyStack) Services(context.Context) ([]compose.Service, error) { return nil, nil }
 func (emptyStack) Build(context.Context) error                         { return nil }
 func (emptyStack) Up(context.Context, ...string) error                 { return nil }
+func (emptyStack) Restart(context.Context, ...string) error            { return nil }
 
 type noEvents struct{}
 

@@ -233,6 +233,13 @@ func (p Project) Up(ctx context.Context, services ...string) error {
 	return err
 }
 
+// Restart restarts the given services' containers, as they are: a service that reads files
+// from a mounted directory only when it starts sees them changed.
+func (p Project) Restart(ctx context.Context, services ...string) error {
+	_, err := p.run(ctx, append([]string{"restart"}, services...)...)
+	return err
+}
+
 // WriteDigestOverride writes a compose override file to path that labels each service with a
 // digest of its build context and the bind-mounted files that come with the release. resolve
 // maps a path as Compose reports it to the path of the release's copy of it, or "" for a path

@@ -2,10 +2,7 @@ package sync
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"time"
 
@@ -16,7 +13,13 @@ import (
 // for the grace period are restored (DriftRestore) or only reported (DriftReport).
 func (r *Reconciler) CheckDrift(ctx context.Context) {
 	st := r.snapshot()
-	if st.Applied == "" || st.InProgress != "" || r.opts.DriftMode == DriftOff {
+	if st.Applied == "" || st.InProgress != "" {
+		return
+	}
+	if r.checkOutside(st) {
+		return // the deploy of the change comes first
+	}
+	if r.opts.DriftMode == DriftOff {
 		return
 	}
 	if !r.apply.TryLock() {
@@ -129,7 +132,7 @@ type servicesCache struct {
 // the commit nor the files outside git that Compose reads (the persistent paths in SharedDir:
 // .env, secrets, certificates; the env file) have changed since.
 func (r *Reconciler) appliedServices(ctx context.Context, applied string, stack Stack) ([]compose.Service, error) {
-	key := applied + " " + r.outsideDigest()
+	key := applied + " " + digestKey(r.outsideDigests())
 	r.mu.Lock()
 	c := r.services
 	r.mu.Unlock()
@@ -144,33 +147,4 @@ func (r *Reconciler) appliedServices(ctx context.Context, applied string, stack 
 	r.services = servicesCache{key: key, services: services}
 	r.mu.Unlock()
 	return services, nil
-}
-
-// outsideDigest is a digest of the names, modes, sizes and modification times of every file
-// under the persistent paths and of the env file: what changes when an operator edits .env,
-// a secret or the certificate.
-func (r *Reconciler) outsideDigest() string {
-	h := sha256.New()
-	roots := []string{r.opts.EnvFile}
-	for _, p := range r.opts.Persistent {
-		roots = append(roots, filepath.Join(r.sharedDir(), p))
-	}
-	for _, root := range roots {
-		if root == "" {
-			continue
-		}
-		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				fmt.Fprintf(h, "%s error\n", p)
-				return nil
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return nil
-			}
-			fmt.Fprintf(h, "%s %o %d %d\n", p, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-			return nil
-		})
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }

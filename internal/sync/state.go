@@ -28,7 +28,10 @@ type Deploy struct {
 	Outcome   string    `json:"outcome"`
 	Reason    string    `json:"reason,omitempty"`
 	Recreated []string  `json:"recreated,omitempty"`
-	Reloaded  []string  `json:"reloaded,omitempty"` // reloaded in place (live paths)
+	Reloaded  []string  `json:"reloaded,omitempty"`  // reloaded in place (live paths)
+	Restarted []string  `json:"restarted,omitempty"` // restarted for a change outside git
+	// Outside are the paths outside git whose change this deploy applies (trigger "outside").
+	Outside []string `json:"outside,omitempty"`
 }
 
 // State is what the agent remembers across restarts.
@@ -44,6 +47,9 @@ type State struct {
 	// ends: found set at start-up, it says a deploy was interrupted (kill -9, power loss).
 	InProgress string   `json:"in_progress,omitempty"`
 	History    []Deploy `json:"history,omitempty"`
+	// Outside are the digests of the files outside git (outside.go) as the last successful
+	// deploy applied them.
+	Outside map[string]string `json:"outside,omitempty"`
 }
 
 // Record appends a deploy to the history, keeping the newest max entries.

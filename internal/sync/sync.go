@@ -42,6 +42,7 @@ type Stack interface {
 	Services(ctx context.Context) ([]compose.Service, error)
 	Build(ctx context.Context) error
 	Up(ctx context.Context, services ...string) error
+	Restart(ctx context.Context, services ...string) error
 }
 
 // Engine reads the project's containers.
@@ -151,17 +152,22 @@ type Reconciler struct {
 	log      *slog.Logger
 
 	trigger  chan string
-	redeploy atomic.Bool   // the next sync deploys even the applied commit (Redeploy)
-	diffs    chan struct{} // one token per diff running, MaxDiffs at most
+	redeploy atomic.Bool // the next sync deploys even the applied commit (Redeploy)
+	// outsidePending: the next sync applies a change to the files outside git (outside.go).
+	outsidePending atomic.Bool
+	diffs          chan struct{} // one token per diff running, MaxDiffs at most
 	// apply serialises everything that changes containers: deploys and drift corrections.
 	apply gosync.Mutex
 
-	mu         gosync.Mutex // guards the fields below
-	state      State
-	status     Status
-	progress   *Progress     // of the deploy in progress, if any
-	services   servicesCache // the applied release's services, for drift checks
-	driftSince map[string]time.Time
+	mu       gosync.Mutex // guards the fields below
+	state    State
+	status   Status
+	progress *Progress     // of the deploy in progress, if any
+	services servicesCache // the applied release's services, for drift checks
+	// outsideTried is the digest key of the outside files whose change failed to apply: not
+	// tried again until they change again.
+	outsideTried string
+	driftSince   map[string]time.Time
 }
 
 // Status is what `agent status` shows.
@@ -336,6 +342,11 @@ func (r *Reconciler) sync(ctx context.Context, trigger string) error {
 		if r.redeploy.Swap(false) {
 			return r.deploy(ctx, rev, trigger, false)
 		}
+		if r.outsidePending.Swap(false) {
+			if changed := changedOutside(st.Outside, r.outsideDigests()); len(changed) > 0 && st.Outside != nil {
+				return r.deployOutside(ctx, rev, changed)
+			}
+		}
 		return nil
 	}
 	return r.deploy(ctx, rev, trigger, false)
@@ -344,7 +355,19 @@ func (r *Reconciler) sync(ctx context.Context, trigger string) error {
 // deploy brings the host to rev. A failure after containers were touched rolls back to the
 // last good commit (unless this already is the rollback).
 func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, isRollback bool) error {
-	d := Deploy{Commit: rev.Commit, Subject: rev.Subject, Trigger: trigger, Started: time.Now()}
+	return r.run(ctx, rev, Deploy{Commit: rev.Commit, Subject: rev.Subject, Trigger: trigger, Started: time.Now()}, isRollback)
+}
+
+// deployOutside applies a change to the files outside git (outside.go) by a deploy of the
+// applied commit.
+func (r *Reconciler) deployOutside(ctx context.Context, rev Revision, changed []string) error {
+	rev.Subject = "files outside git: " + strings.Join(changed, ", ")
+	return r.run(ctx, rev, Deploy{Commit: rev.Commit, Subject: rev.Subject, Trigger: "outside", Started: time.Now(), Outside: changed}, false)
+}
+
+// run carries out deploy d of rev.
+func (r *Reconciler) run(ctx context.Context, rev Revision, d Deploy, isRollback bool) error {
+	trigger := d.Trigger
 	st := r.snapshot()
 	log := r.log.With("commit", short(rev.Commit), "trigger", trigger)
 	log.Info("deploying", "subject", rev.Subject)
@@ -379,8 +402,15 @@ func (r *Reconciler) deploy(ctx context.Context, rev Revision, trigger string, i
 		return r.fail(ctx, st, d, err, touched, isRollback)
 	}
 	st.Applied, st.LastGood, st.InProgress = rev.Commit, rev.Commit, ""
-	if !isRollback && st.Bad != "" {
-		// A newer commit deployed: the failure is behind us.
+	// The files outside git as the deploy leaves them: it may have made some (the shared
+	// directory's first copy, the secrets secrets-init generates), which are then applied.
+	st.Outside = r.outsideDigests()
+	r.mu.Lock()
+	outsideFailed := r.outsideTried != ""
+	r.outsideTried = ""
+	r.mu.Unlock()
+	if !isRollback && (st.Bad != "" || outsideFailed) {
+		// A newer commit, or the outside files fixed, deployed: the failure is behind us.
 		r.events.Event(ctx, "DeployFailed", false, nil, "")
 		st.Bad, st.BadReason = "", ""
 	}
@@ -409,6 +439,22 @@ func (r *Reconciler) fail(ctx context.Context, st State, d Deploy, cause error, 
 	}
 	d.Finished, d.Reason = time.Now(), cause.Error()
 	d.Outcome = OutcomeFailed
+	if len(d.Outside) > 0 {
+		// Git holds no older copy of those files: nothing to roll back to, and the commit is
+		// not at fault. Tried again when the files change again.
+		r.mu.Lock()
+		r.outsideTried = digestKey(r.outsideDigests())
+		r.mu.Unlock()
+		st.InProgress = ""
+		st.Record(d, r.opts.History)
+		if err := r.save(st); err != nil {
+			return err
+		}
+		r.events.Event(ctx, "DeployFailed", true, map[string]string{"commit": short(d.Commit)},
+			fmt.Sprintf("a change to files outside git (%s) failed to apply: %v; fix or put back the files, the agent tries again when they change",
+				strings.Join(d.Outside, ", "), cause))
+		return cause
+	}
 	if isRollback {
 		st.InProgress = ""
 		st.Record(d, r.opts.History)
@@ -492,6 +538,12 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit strin
 		// base services before what depends on them.
 		r.phase("waiting", step, i+1, len(plan.Steps))
 		if err := r.waitReady(ctx, step); err != nil {
+			return plan, true, err
+		}
+	}
+	if len(d.Outside) > 0 {
+		touched = true
+		if err := r.applyOutside(ctx, stack, d, services, plan.Services()); err != nil {
 			return plan, true, err
 		}
 	}
