@@ -32,6 +32,8 @@ const (
 const usage = `agent: GitOps agent for a Docker Compose stack
 
 Usage:
+  agent init   --repo DIR --ref BRANCH    write the agent's configuration for the stack in DIR (from its
+                                          .env and secrets: what scripts/up runs)
   agent run    [--config FILE]            run the daemon: follow the repository, deploy, watch for drift
   agent status [--addr ADDR] [--json]     show the running agent's source, commit, services, drift, history
   agent sync   [--addr ADDR] [--redeploy] ask the running agent to fetch and deploy now (--redeploy: even
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch args[0] {
+	case "init":
+		err = cmdInit(ctx, args[1:], stdout, stderr)
 	case "run":
 		err = cmdRun(ctx, args[1:], stdout, stderr)
 	case "status":

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"path"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 )
 
@@ -141,4 +143,36 @@ func (c *Client) ReadFile(ctx context.Context, containerName, file string) ([]by
 		return nil, fmt.Errorf("read %s in %s: not a regular file", file, containerName)
 	}
 	return io.ReadAll(io.LimitReader(tr, 64<<10))
+}
+
+// BridgeGateway returns the address of the host on Docker's default bridge network
+// (host.docker.internal inside containers): the network's gateway, which some engines leave
+// empty, else the host's docker0 address, else the first address of the bridge's subnet.
+func (c *Client) BridgeGateway(ctx context.Context) (string, error) {
+	nw, err := c.api.NetworkInspect(ctx, "bridge", network.InspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("inspect the bridge network: %w", err)
+	}
+	var subnet string
+	for _, cfg := range nw.IPAM.Config {
+		if ip := net.ParseIP(cfg.Gateway); ip != nil && ip.To4() != nil {
+			return cfg.Gateway, nil
+		}
+		if subnet == "" {
+			subnet = cfg.Subnet
+		}
+	}
+	if ifc, err := net.InterfaceByName("docker0"); err == nil {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				return ipn.IP.String(), nil
+			}
+		}
+	}
+	if _, ipn, err := net.ParseCIDR(subnet); err == nil && ipn.IP.To4() != nil {
+		ip := ipn.IP.To4()
+		return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1).String(), nil
+	}
+	return "", fmt.Errorf("the bridge network has no gateway or subnet, and there is no docker0")
 }
