@@ -228,7 +228,7 @@ func TestAlertmanagerConfig(t *testing.T) {
 			{[]string{"-e", "ALERT_EMAIL_TO=ops@example.com", "-e", "ALERT_SMTP_SMARTHOST=smtp.example.com:587"}, "ALERT_EMAIL_FROM is not"},
 			{[]string{"-e", "ALERT_EMAIL_TO=ops@example.com", "-e", "ALERT_EMAIL_FROM=a@example.com", "-e", "ALERT_SMTP_SMARTHOST=smtp.example.com"}, "host:port"},
 			{[]string{"-e", "ALERT_SMTP_SMARTHOST=smtp.example.com:25"}, "ALERT_EMAIL_TO is not"},
-			{[]string{"-e", "ALERTMANAGER_GROUP_WAIT=soon"}, "ALERTMANAGER_GROUP_WAIT=soon"},
+			{[]string{"-e", "ALERTMANAGER_GROUP_WAIT=soon"}, `ALERTMANAGER_GROUP_WAIT: "soon"`},
 		} {
 			args := append([]string{"--rm"}, c.env...)
 			out, err := docker(t, alertmanagerRun(t, append(args, alertmanagerImage, "check")...)...)

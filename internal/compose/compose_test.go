@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestHashTree(t *testing.T) {
@@ -72,8 +74,44 @@ func TestWriteDigestOverride(t *testing.T) {
 		t.Fatal("a changed build context file did not change the digest")
 	}
 	// db's digest (nothing of the release) stays.
-	if line := func(s string) string { return s[strings.Index(s, "  db:"):] }; line(first) != line(second) {
+	digestOf := func(doc, svc string) string {
+		var o struct {
+			Services map[string]struct {
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"services"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatal(err)
+		}
+		return o.Services[svc].Labels[DigestLabel]
+	}
+	if digestOf(first, "db") != digestOf(second, "db") || digestOf(first, "db") == "" {
 		t.Fatal("db's digest changed")
+	}
+}
+
+// A build with its own <Dockerfile>.dockerignore (context the repository root, as for
+// Alertmanager) is digested by that file, as Docker sends it: a file it admits counts, a file
+// only the root's .dockerignore would admit does not.
+func TestHashContextFollowsTheDockerfilesOwnIgnoreFile(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "stack", "alertmanager"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "cmd"), 0o755)
+	os.WriteFile(filepath.Join(dir, ".dockerignore"), []byte("*\n!cmd/\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "stack", "alertmanager", "Dockerfile.dockerignore"), []byte("*\n!stack/alertmanager/\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "stack", "alertmanager", "tmpl.yml"), []byte("v1"), 0o644)
+	os.WriteFile(filepath.Join(dir, "cmd", "main.go"), []byte("v1"), 0o644)
+	base, err := HashContext(dir, "stack/alertmanager/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "cmd", "main.go"), []byte("v2"), 0o644)
+	if h, _ := HashContext(dir, "stack/alertmanager/Dockerfile"); h != base {
+		t.Error("a file the Dockerfile's own ignore file leaves out changed the digest")
+	}
+	os.WriteFile(filepath.Join(dir, "stack", "alertmanager", "tmpl.yml"), []byte("v2"), 0o644)
+	if h, _ := HashContext(dir, "stack/alertmanager/Dockerfile"); h == base {
+		t.Error("a file the Dockerfile's own ignore file admits did not change the digest")
 	}
 }
 
@@ -174,7 +212,7 @@ func TestHashContextFollowsDockerignore(t *testing.T) {
 	write("internal/a/a.go", "package a\n")
 	write("internal/a/a_test.go", "package a\n")
 	write("stack/web/html/index.php", "v1")
-	base, err := HashContext(dir)
+	base, err := HashContext(dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +222,7 @@ func TestHashContextFollowsDockerignore(t *testing.T) {
 	} {
 		b, _ := os.ReadFile(filepath.Join(dir, name))
 		write(name, string(b)+"\n# changed")
-		got, err := HashContext(dir)
+		got, err := HashContext(dir, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,9 +234,9 @@ func TestHashContextFollowsDockerignore(t *testing.T) {
 	// Without a .dockerignore every file counts.
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "f"), []byte("1"), 0o644)
-	h1, _ := HashContext(other)
+	h1, _ := HashContext(other, "")
 	os.WriteFile(filepath.Join(other, "f"), []byte("2"), 0o644)
-	if h2, _ := HashContext(other); h1 == h2 {
+	if h2, _ := HashContext(other, ""); h1 == h2 {
 		t.Error("without a .dockerignore a changed file did not change the digest")
 	}
 }
@@ -230,5 +268,3 @@ func TestRunCancelledGetsSIGTERM(t *testing.T) {
 		t.Fatalf("the CLI did not get SIGTERM and time to exit: %q %v", b, err)
 	}
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
