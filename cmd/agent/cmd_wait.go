@@ -73,6 +73,8 @@ func describeWait(s agentsync.Status) string {
 		return "the stack was removed (no container): `agent sync --redeploy` brings it back"
 	case s.LastError != "":
 		return "last sync: " + s.LastError
+	case s.Remote == "":
+		return "the agent has not fetched the repository yet"
 	}
 	return "applied " + short(s.Applied) + ", source at " + short(s.Remote)
 }

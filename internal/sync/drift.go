@@ -16,16 +16,30 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 	if st.Applied == "" || st.InProgress != "" {
 		return
 	}
+	if !r.apply.TryLock() {
+		return // a deploy is running: it owns the containers
+	}
+	defer r.apply.Unlock()
+	running, err := r.engine.ProjectContainers(ctx, r.opts.Project)
+	if err != nil {
+		r.log.Warn("drift check: list containers", "err", err)
+		return
+	}
+	// A project with no container at all was removed (docker compose down): recreating it,
+	// with empty volumes, would undo the operator's cleanup, and so would applying a change to
+	// the files outside git. Say so and wait for the next commit or `agent sync --redeploy`,
+	// unless told to heal it.
+	removed := len(running) == 0
+	r.stackRemoved(ctx, removed)
+	if removed && !r.opts.RestoreRemoved {
+		return
+	}
 	if r.checkOutside(st) {
 		return // the deploy of the change comes first
 	}
 	if r.opts.DriftMode == DriftOff {
 		return
 	}
-	if !r.apply.TryLock() {
-		return // a deploy is running: it owns the containers
-	}
-	defer r.apply.Unlock()
 	root, err := r.releaseRoot(st.Applied)
 	if err != nil {
 		r.log.Warn("drift check: applied release", "err", err)
@@ -35,19 +49,6 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 	services, err := r.appliedServices(ctx, st.Applied, stack)
 	if err != nil {
 		r.log.Warn("drift check: read services", "err", err)
-		return
-	}
-	running, err := r.engine.ProjectContainers(ctx, r.opts.Project)
-	if err != nil {
-		r.log.Warn("drift check: list containers", "err", err)
-		return
-	}
-	// A project with no container at all was removed (docker compose down): recreating it,
-	// with empty volumes, would undo the operator's cleanup. Say so and wait for the next
-	// commit or `agent sync --redeploy`, unless told to heal it.
-	removed := len(running) == 0
-	r.stackRemoved(ctx, removed)
-	if removed && !r.opts.RestoreRemoved {
 		return
 	}
 	plan := MakePlan(services, running)

@@ -343,7 +343,10 @@ func (r *Reconciler) sync(ctx context.Context, trigger string) error {
 			return r.deploy(ctx, rev, trigger, false)
 		}
 		if r.outsidePending.Swap(false) {
-			if changed := changedOutside(st.Outside, r.outsideDigests()); len(changed) > 0 && st.Outside != nil {
+			r.mu.Lock()
+			removed := r.status.Removed && !r.opts.RestoreRemoved
+			r.mu.Unlock()
+			if changed := changedOutside(st.Outside, r.outsideDigests()); len(changed) > 0 && st.Outside != nil && !removed {
 				return r.deployOutside(ctx, rev, changed)
 			}
 		}

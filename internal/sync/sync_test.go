@@ -467,7 +467,16 @@ func TestRemovedStackIsNotRecreatedUntilRedeployed(t *testing.T) {
 	w.ups = nil
 	w.containers = map[string]docker.Container{} // docker compose down
 	r.CheckDrift(ctx)
+	// The operator edits .env meanwhile: no deploy of that brings the stack back either.
+	if err := os.WriteFile(filepath.Join(r.sharedDir(), ".env"), []byte("HTTP_PORT=8080\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r.CheckDrift(ctx)
+	select {
+	case tr := <-r.trigger:
+		r.SyncOnce(ctx, tr)
+	default:
+	}
 	r.SyncOnce(ctx, "poll")
 	if len(w.ups) != 0 || !ev.has("StackRemoved", true) || !r.Status(ctx).Removed {
 		t.Fatalf("ups %v, StackRemoved fired %v, status removed %v: want nothing recreated, the alert, and the status saying so",
