@@ -32,6 +32,18 @@ func (c *Client) Running(ctx context.Context, name string) (bool, error) {
 	return in.State != nil && in.State.Running && !in.State.Paused, nil
 }
 
+// Exists tells whether the named container exists, running or not.
+func (c *Client) Exists(ctx context.Context, name string) (bool, error) {
+	_, err := c.api.ContainerInspect(ctx, name)
+	if client.IsErrNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect %s: %w", name, err)
+	}
+	return true, nil
+}
+
 // Kill sends SIGKILL to the container, paused or not, and waits until it has stopped (at most
 // 10 s). A container that is not running is not an error.
 func (c *Client) Kill(ctx context.Context, name string) error {

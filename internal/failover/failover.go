@@ -44,6 +44,8 @@ type DB interface {
 // Engine is the container runtime (docker.Client).
 type Engine interface {
 	Running(ctx context.Context, container string) (bool, error)
+	// Exists tells whether the container exists at all (running or not).
+	Exists(ctx context.Context, container string) (bool, error)
 	Kill(ctx context.Context, container string) error
 	Start(ctx context.Context, container string) error
 }
@@ -91,6 +93,7 @@ type Cluster struct {
 	// quarantined: resolved when the roles no longer quarantine them, whoever released them
 	// (`agent db reseed` in another process).
 	quarantineAlerted map[string]string
+	goneLogged        bool // bothGone was logged (once per absence)
 	wake              chan struct{}
 	wakeOnce          sync.Once
 }
@@ -262,6 +265,16 @@ func (c *Cluster) Round(ctx context.Context) error {
 
 // primaryDead acts on the primary's death as the mode says.
 func (c *Cluster) primaryDead(ctx context.Context, p, r *Node, rf RolesFile) error {
+	// Both containers gone is a stack removed on purpose (docker compose down), or being
+	// recreated by a deploy: nothing to fail over to, and nobody to page.
+	if gone, err := c.bothGone(ctx, p, r); err == nil && gone {
+		if !c.goneLogged {
+			c.log().Info("database: both servers' containers are gone (the stack removed?): no failover, no alert")
+		}
+		c.goneLogged = true
+		return nil
+	}
+	c.goneLogged = false
 	switch c.Mode {
 	case ModeAuto:
 		err := c.failover(ctx, p, r, rf, false)
@@ -276,6 +289,20 @@ func (c *Cluster) primaryDead(ctx context.Context, p, r *Node, rf RolesFile) err
 }
 
 func (c *Cluster) failAfter() int { return max(c.FailAfter, 1) }
+
+// bothGone tells whether neither server's container exists.
+func (c *Cluster) bothGone(ctx context.Context, p, r *Node) (bool, error) {
+	for _, n := range []*Node{p, r} {
+		if n == nil {
+			continue
+		}
+		ok, err := c.Engine.Exists(ctx, n.Container)
+		if err != nil || ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
 
 // observe remembers the primary's answer for the RPO check.
 func (c *Cluster) observe(p *Node, st mariadb.Status) {

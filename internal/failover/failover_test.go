@@ -125,6 +125,7 @@ type fakeEngine struct {
 	w       *world
 	mu      sync.Mutex
 	stopped map[string]bool
+	gone    map[string]bool // removed containers
 	killErr error
 }
 
@@ -138,6 +139,12 @@ func (e *fakeEngine) Running(_ context.Context, c string) (bool, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return !e.stopped[c], nil
+}
+
+func (e *fakeEngine) Exists(_ context.Context, c string) (bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.gone[c], nil
 }
 
 func (e *fakeEngine) Kill(_ context.Context, c string) error {
@@ -278,6 +285,21 @@ func TestStoppedContainerFailsOverAtOnce(t *testing.T) {
 	f.rounds(t, 1)
 	if f.w.index("db_slave promote") < 0 {
 		t.Fatalf("no promotion of a stopped primary: %q", f.w.actions)
+	}
+}
+
+// Both servers' containers removed (docker compose down) is not a dead primary: no failover,
+// no FailoverRefused, nobody paged.
+func TestRemovedPairIsNotFailedOver(t *testing.T) {
+	f := newFixture(t)
+	f.rounds(t, 1)
+	f.master.down, f.slave.down = true, true
+	f.engine.setStopped("db_master", true)
+	f.engine.setStopped("db_slave", true)
+	f.engine.gone = map[string]bool{"db_master": true, "db_slave": true}
+	f.rounds(t, 5)
+	if f.w.index("kill db_master") >= 0 || f.w.index("db_slave promote") >= 0 || len(f.w.alerts) != 0 {
+		t.Fatalf("actions %q alerts %q: want nothing done and nothing alerted", f.w.actions, f.w.alerts)
 	}
 }
 

@@ -127,6 +127,14 @@ func (c *Cluster) Watch(ctx context.Context, lock Locker, interval time.Duration
 				lastErr = err.Error()
 			}
 		}
+		// Out of the lock for a moment whatever woke it: a deploy or switchover waiting for the
+		// lock (FileLock.Lock polls) gets it even when every round is slow (servers that do not
+		// answer) and the ticker has already fired.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(lockGap):
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -135,6 +143,10 @@ func (c *Cluster) Watch(ctx context.Context, lock Locker, interval time.Duration
 		}
 	}
 }
+
+// lockGap is how long the watch leaves the lock free between rounds: several of
+// FileLock.Lock's polls.
+const lockGap = 60 * time.Millisecond
 
 // Metrics are the watch's gauges and counters.
 type Metrics struct {

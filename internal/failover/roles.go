@@ -235,7 +235,7 @@ func (l FileLock) Lock(ctx context.Context) (unlock func(), err error) {
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("database lock %s is held (a failover, switchover or deploy in progress): %w", l.File, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
