@@ -58,6 +58,9 @@ func printStatus(w io.Writer, resp api.StatusResponse) {
 	case st.InProgress != "":
 		fmt.Fprintf(tw, "deploying\t%s (interrupted: the agent converges at its next sync)\n", short(st.InProgress))
 	}
+	if st.Removed {
+		fmt.Fprintf(tw, "stack\tremoved: no container is left (docker compose down?); the agent does not recreate it: the next commit deploys it, agent sync --redeploy now\n")
+	}
 	last := "never"
 	if !st.LastSync.IsZero() {
 		last = fmt.Sprintf("%s ago, %s", time.Since(st.LastSync).Round(time.Second), st.LastResult)
