@@ -42,7 +42,7 @@ type emptyStack struct{}
 
 func (emptyStack) Validate(context.Context) error                      { return nil }
 func (emptyStack) Services(context.Context) ([]compose.Service, error) { return nil, nil }
-func (emptyStack) Build(context.Context) error                         { return nil }
+func (emptyStack) Build(context.Context, ...string) error              { return nil }
 func (emptyStack) Up(context.Context, ...string) error                 { return nil }
 func (emptyStack) Restart(context.Context, ...string) error            { return nil }
 

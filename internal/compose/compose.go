@@ -220,9 +220,10 @@ func (p Project) Services(ctx context.Context) ([]Service, error) {
 	return out, nil
 }
 
-// Build builds the images of every service that has a build section.
-func (p Project) Build(ctx context.Context) error {
-	_, err := p.run(ctx, "build")
+// Build builds the images of the given services (every service with a build section when none
+// is given).
+func (p Project) Build(ctx context.Context, services ...string) error {
+	_, err := p.run(ctx, append([]string{"build"}, services...)...)
 	return err
 }
 
@@ -324,7 +325,35 @@ func HashContext(dir, dockerfile string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("digest %s: .dockerignore: %w", dir, err)
 	}
-	return hashTree(dir, pm)
+	tree, err := hashTree(dir, pm)
+	if err != nil {
+		return "", err
+	}
+	// The Dockerfile and the ignore file shape the image even where the ignore file leaves
+	// them out of the context (stack/alertmanager/Dockerfile*): they count then too.
+	if dockerfile == "" {
+		dockerfile = "Dockerfile"
+	}
+	extra := ""
+	for _, f := range []string{filepath.Join(dir, dockerfile), ignoreFile} {
+		rel, err := filepath.Rel(dir, f)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		if ok, _ := pm.MatchesOrParentMatches(filepath.ToSlash(rel)); !ok {
+			continue // in the context: already counted
+		}
+		d, err := HashTree(f)
+		if err != nil {
+			return "", err
+		}
+		extra += rel + "=" + d + "\n"
+	}
+	if extra == "" {
+		return tree, nil
+	}
+	h := sha256.Sum256([]byte(tree + "\n" + extra))
+	return hex.EncodeToString(h[:]), nil
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -113,6 +113,15 @@ func TestHashContextFollowsTheDockerfilesOwnIgnoreFile(t *testing.T) {
 	if h, _ := HashContext(dir, "stack/alertmanager/Dockerfile"); h == base {
 		t.Error("a file the Dockerfile's own ignore file admits did not change the digest")
 	}
+	// The Dockerfile counts although its ignore file leaves it out of the context.
+	withTmpl, _ := HashContext(dir, "stack/alertmanager/Dockerfile")
+	os.WriteFile(filepath.Join(dir, "stack", "alertmanager", "Dockerfile"), []byte("FROM debian:trixie-slim\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "stack", "alertmanager", "Dockerfile.dockerignore"), []byte("*\n!stack/alertmanager/\nstack/alertmanager/Dockerfile*\n"), 0o644)
+	before, _ := HashContext(dir, "stack/alertmanager/Dockerfile")
+	os.WriteFile(filepath.Join(dir, "stack", "alertmanager", "Dockerfile"), []byte("FROM debian:trixie-slim\nRUN true\n"), 0o644)
+	if h, _ := HashContext(dir, "stack/alertmanager/Dockerfile"); h == before || before == withTmpl {
+		t.Error("a change to the Dockerfile, left out of the context by its ignore file, did not change the digest")
+	}
 }
 
 // TestRunEnvironment: the compose CLI gets what it needs from the agent's environment and

@@ -489,6 +489,7 @@ func TestValidate(t *testing.T) {
 		{"url_relative", "source.url"},
 		{"ssh_no_known_hosts", "source.known_hosts_file"},
 		{"scp_no_known_hosts", "source.known_hosts_file"},
+		{"empty_ref", "source.ref"},
 		{"url_password", "source.url"},
 		{"https_with_ssh_key", "source.ssh_key_file"},
 		{"file_with_username", "source.username"},

@@ -41,7 +41,9 @@ func (c Config) Validate() error {
 	}
 
 	// source: its URL, ref and credentials are gitsource's to judge (the transports are its)
-	if err := c.Source.GitOptions("").Validate(); err != nil {
+	if strings.TrimSpace(c.Source.Ref) == "" {
+		bad("source.ref", "required: a branch, a tag or a full commit id") // gitsource would take its default
+	} else if err := c.Source.GitOptions("").Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := relativePath(c.Source.Path); err != nil {

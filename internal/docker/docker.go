@@ -38,6 +38,7 @@ type Container struct {
 	Restart    string // restart policy: no, always, unless-stopped, on-failure
 	Image      string // image ID the container runs
 	OneOff     bool   // made by `compose run`
+	Created    time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
 }
@@ -135,6 +136,7 @@ func (c *Client) ProjectContainers(ctx context.Context, project string) ([]Conta
 			Digest:     s.Labels[labelDigest],
 			Image:      in.Image,
 		}
+		ct.Created, _ = time.Parse(time.RFC3339Nano, in.Created)
 		if in.State != nil {
 			ct.State = string(in.State.Status)
 			ct.ExitCode = in.State.ExitCode

@@ -20,6 +20,10 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		return // a deploy is running: it owns the containers
 	}
 	defer r.apply.Unlock()
+	st = r.snapshot() // as the last deploy, now finished, left it
+	if st.Applied == "" || st.InProgress != "" {
+		return
+	}
 	running, err := r.engine.ProjectContainers(ctx, r.opts.Project)
 	if err != nil {
 		r.log.Warn("drift check: list containers", "err", err)
@@ -77,7 +81,16 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 	r.status.Drift = plan.Changes
 	r.mu.Unlock()
 	r.metrics.drifted.Set(float64(len(plan.Changes)))
+	r.mu.Lock()
+	outsideFailed := r.outsideTried != ""
+	r.mu.Unlock()
 	if r.opts.DriftMode != DriftRestore || len(due) == 0 {
+		return
+	}
+	if outsideFailed {
+		// A change outside git failed to apply: the configuration Compose reads now is that
+		// change, and restoring services to it would apply it without the health gate.
+		r.log.Warn("drift: not restoring while a change to the files outside git that failed is in place", "services", due)
 		return
 	}
 	for _, s := range due {

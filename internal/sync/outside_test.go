@@ -127,3 +127,61 @@ func TestFailedOutsideChangeWaitsForTheNextChange(t *testing.T) {
 		t.Fatalf("history %+v, resolved %v: want the fixed files applied and the alert resolved", last[len(last)-1], ev.has("DeployFailed", false))
 	}
 }
+
+// A deploy builds the images of the services it recreates, and no other: a web change builds
+// web1 and web2, a redeploy that recreates nothing builds nothing.
+func TestDeployBuildsOnlyWhatItRecreates(t *testing.T) {
+	withBuilds := func(hash string) release {
+		svcs := services(hash)
+		for i := range svcs {
+			if svcs[i].Name != "db" {
+				svcs[i].BuildContext = "/ctx/" + svcs[i].Name
+			}
+		}
+		return release{services: svcs}
+	}
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = withBuilds("1")
+	w.commits[c2] = withBuilds("2")
+	w.head = c1
+	r, _ := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	w.builds = nil
+	w.head = c2
+	r.SyncOnce(ctx, "poll")
+	if len(w.builds) != 1 || !slices.Equal(w.builds[0], []string{"web1", "web2"}) {
+		t.Fatalf("builds %v, want [[web1 web2]]", w.builds)
+	}
+	w.builds = nil
+	r.Redeploy("test")
+	r.SyncOnce(ctx, <-r.trigger)
+	if len(w.builds) != 0 {
+		t.Fatalf("a redeploy that recreates nothing built %v", w.builds)
+	}
+}
+
+// A change outside git is applied on the commit that runs even while the source is at a commit
+// that failed (it used to wait, with drift checks stopped, for a newer commit).
+func TestOutsideChangeIsAppliedWhileTheSourceIsAtABadCommit(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	w.commits[c1] = outsideRelease()
+	w.commits[c2] = release{services: services("2"), invalid: true}
+	w.head = c1
+	r, _ := newTestReconciler(t, w, ev)
+	ctx := context.Background()
+	r.SyncOnce(ctx, "test")
+	w.head = c2
+	r.SyncOnce(ctx, "poll")
+	if r.snapshot().Bad != c2 {
+		t.Fatal("c2 not marked bad")
+	}
+	writeShared(t, r, "secrets/web/db_app_password", "new")
+	r.CheckDrift(ctx)
+	r.SyncOnce(ctx, pending(r))
+	st := r.snapshot()
+	last := st.History[len(st.History)-1]
+	if last.Trigger != "outside" || last.Commit != c1 || last.Outcome != OutcomeDeployed || st.Bad != c2 {
+		t.Fatalf("last %+v, state %+v: want the outside change applied on c1, c2 still bad", last, st)
+	}
+}

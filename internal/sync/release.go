@@ -1,7 +1,6 @@
 package sync
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hastack/hastack/internal/compose"
 	"github.com/hastack/hastack/internal/pathguard"
@@ -326,20 +326,36 @@ func (r *Reconciler) removeDiffLeftovers() {
 }
 
 // KeepReleases is how many releases pruneReleases keeps besides those the state names (the
-// applied, last good and in-progress commits): the most recently made ones.
+// applied, last good and in-progress commits) and those containers may still mount: the most
+// recently made ones.
 const KeepReleases = 3
 
-// pruneReleases removes the release directories the state does not name, except the
-// KeepReleases most recent: one full tree per commit would otherwise pile up forever. Only
-// directories named by a full commit id are touched.
-func (r *Reconciler) pruneReleases(st State) {
+// pruneReleases removes the release directories nothing needs any more: one full tree per
+// commit would otherwise pile up forever. Kept: the ones the state names; every release made
+// since the oldest container of the project was created, and the newest made before (a
+// container keeps the directories it mounted from the release that was current when it was
+// created, whatever current points at now); and the KeepReleases most recent others. Only
+// directories named by a full commit id are touched, and nothing when the containers cannot
+// be listed.
+func (r *Reconciler) pruneReleases(ctx context.Context, st State) {
 	entries, err := os.ReadDir(r.opts.WorkDir)
 	if err != nil {
 		return
 	}
+	running, err := r.engine.ProjectContainers(ctx, r.opts.Project)
+	if err != nil {
+		r.log.Warn("prune releases: list containers", "err", err)
+		return
+	}
+	var oldest time.Time
+	for _, c := range running {
+		if !c.Created.IsZero() && (oldest.IsZero() || c.Created.Before(oldest)) {
+			oldest = c.Created
+		}
+	}
 	type rel struct {
 		name string
-		made int64
+		made time.Time
 	}
 	var others []rel
 	for _, e := range entries {
@@ -350,13 +366,20 @@ func (r *Reconciler) pruneReleases(st State) {
 		if err != nil {
 			continue
 		}
-		others = append(others, rel{e.Name(), fi.ModTime().UnixNano()})
+		others = append(others, rel{e.Name(), fi.ModTime()})
 	}
-	if len(others) <= KeepReleases {
-		return
-	}
-	slices.SortFunc(others, func(a, b rel) int { return cmp.Compare(b.made, a.made) }) // newest first
-	for _, o := range others[KeepReleases:] {
+	slices.SortFunc(others, func(a, b rel) int { return b.made.Compare(a.made) }) // newest first
+	keptBefore := false
+	for i, o := range others {
+		switch {
+		case i < KeepReleases:
+			continue
+		case !oldest.IsZero() && !o.made.Before(oldest):
+			continue // possibly current while a container that still runs was created
+		case !oldest.IsZero() && !keptBefore:
+			keptBefore = true // the newest made before: current when the oldest container was
+			continue
+		}
 		if err := os.RemoveAll(filepath.Join(r.opts.WorkDir, o.name)); err != nil {
 			r.log.Warn("prune releases", "release", o.name, "err", err)
 			continue

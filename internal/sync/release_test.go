@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hastack/hastack/internal/docker"
 	"github.com/hastack/hastack/internal/pathguard"
 )
 
@@ -179,40 +180,62 @@ func TestReleasesRefuseLinksOutOfTheirTree(t *testing.T) {
 	}
 }
 
-// Releases the state does not name are pruned down to the KeepReleases most recent; an
-// interrupted release's staging directory is swept at start; nothing else in WorkDir is
-// touched.
+// Releases the state does not name are pruned down to the KeepReleases most recent, except
+// those containers may still mount; an interrupted release's staging directory is swept at
+// start; nothing else in WorkDir is touched.
 func TestReleasesArePrunedAndLeftoversSwept(t *testing.T) {
-	w, ev := newWorld(), &fakeEvents{}
-	r, _ := newTestReconciler(t, w, ev)
-	work := r.opts.WorkDir
 	commit := func(i int) string { return strings.Repeat(strconv.FormatInt(int64(i), 16), 40) }
 	base := time.Now().Add(-time.Hour)
-	for i := range 7 {
-		dir := filepath.Join(work, commit(i))
-		if err := os.MkdirAll(filepath.Join(dir, "stack"), 0o755); err != nil {
-			t.Fatal(err)
+	setup := func(t *testing.T) (*Reconciler, *fakeWorld, string) {
+		w, ev := newWorld(), &fakeEvents{}
+		r, _ := newTestReconciler(t, w, ev)
+		work := r.opts.WorkDir
+		for i := range 7 {
+			dir := filepath.Join(work, commit(i))
+			if err := os.MkdirAll(filepath.Join(dir, "stack"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			at := base.Add(time.Duration(i) * time.Minute)
+			os.Chtimes(dir, at, at)
 		}
-		os.Chtimes(dir, base.Add(time.Duration(i)*time.Minute), base.Add(time.Duration(i)*time.Minute))
+		for _, keep := range []string{"shared/secrets", "live/nginx/conf", "not-a-release"} {
+			os.MkdirAll(filepath.Join(work, keep), 0o755)
+		}
+		os.MkdirAll(filepath.Join(work, commit(9)+".staging", "stack"), 0o755)
+		return r, w, work
 	}
-	for _, keep := range []string{"shared/secrets", "live/nginx/conf", "not-a-release"} {
-		os.MkdirAll(filepath.Join(work, keep), 0o755)
+	left := func(work string) []string {
+		var out []string
+		entries, _ := os.ReadDir(work)
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+		return out
 	}
-	os.MkdirAll(filepath.Join(work, commit(9)+".staging", "stack"), 0o755)
+	ctx := context.Background()
 
-	// Applied and last good are the two oldest; of the others the three newest stay.
-	r.pruneReleases(State{Applied: commit(0), LastGood: commit(1)})
-	var left []string
-	entries, _ := os.ReadDir(work)
-	for _, e := range entries {
-		left = append(left, e.Name())
-	}
-	want := []string{commit(0), commit(1), commit(4), commit(5), commit(6), commit(9) + ".staging", "live", "not-a-release", "shared"}
-	if !slices.Equal(left, want) {
-		t.Fatalf("left %q\nwant %q", left, want)
-	}
-	r.removeDiffLeftovers()
-	if exists(filepath.Join(work, commit(9)+".staging")) || !exists(filepath.Join(work, "not-a-release")) {
-		t.Fatal("the staging leftover was kept, or something else was removed")
-	}
+	t.Run("by count", func(t *testing.T) {
+		r, _, work := setup(t)
+		// Applied and last good are the two oldest; of the others the three newest stay.
+		r.pruneReleases(ctx, State{Applied: commit(0), LastGood: commit(1)})
+		want := []string{commit(0), commit(1), commit(4), commit(5), commit(6), commit(9) + ".staging", "live", "not-a-release", "shared"}
+		if got := left(work); !slices.Equal(got, want) {
+			t.Fatalf("left %q\nwant %q", got, want)
+		}
+		r.removeDiffLeftovers()
+		if exists(filepath.Join(work, commit(9)+".staging")) || !exists(filepath.Join(work, "not-a-release")) {
+			t.Fatal("the staging leftover was kept, or something else was removed")
+		}
+	})
+	t.Run("what a running container mounts is kept", func(t *testing.T) {
+		r, w, work := setup(t)
+		// grafana was created between releases 2 and 3: it mounts release 2's directories.
+		w.containers["grafana"] = docker.Container{Service: "grafana", Name: "grafana", State: "running", Created: base.Add(150 * time.Second)}
+		r.pruneReleases(ctx, State{Applied: commit(0), LastGood: commit(1)})
+		for _, i := range []int{2, 3, 4, 5, 6} {
+			if !exists(filepath.Join(work, commit(i))) {
+				t.Errorf("release %d was pruned although a running container may mount it: left %q", i, left(work))
+			}
+		}
+	})
 }

@@ -30,8 +30,11 @@ type Deploy struct {
 	Recreated []string  `json:"recreated,omitempty"`
 	Reloaded  []string  `json:"reloaded,omitempty"`  // reloaded in place (live paths)
 	Restarted []string  `json:"restarted,omitempty"` // restarted for a change outside git
-	// Outside are the paths outside git whose change this deploy applies (trigger "outside").
+	// Outside are the paths outside git whose change this deploy applies (trigger "outside",
+	// or found changed when a deploy of a commit started).
 	Outside []string `json:"outside,omitempty"`
+
+	started map[string]string // the outside digests as the deploy started
 }
 
 // State is what the agent remembers across restarts.

@@ -40,7 +40,7 @@ type Source interface {
 type Stack interface {
 	Validate(ctx context.Context) error
 	Services(ctx context.Context) ([]compose.Service, error)
-	Build(ctx context.Context) error
+	Build(ctx context.Context, services ...string) error
 	Up(ctx context.Context, services ...string) error
 	Restart(ctx context.Context, services ...string) error
 }
@@ -164,6 +164,9 @@ type Reconciler struct {
 	status   Status
 	progress *Progress     // of the deploy in progress, if any
 	services servicesCache // the applied release's services, for drift checks
+	// deployStarted is when the deploy in progress started: waitReady fails at once only for
+	// containers started since (one this deploy did not touch may be briefly unhealthy).
+	deployStarted time.Time
 	// outsideTried is the digest key of the outside files whose change failed to apply: not
 	// tried again until they change again.
 	outsideTried string
@@ -220,7 +223,9 @@ func New(opts Options, src Source, engine Engine, newStack func(projectDir strin
 		return nil, fmt.Errorf("live paths %v need an engine that runs commands in containers", opts.Live)
 	}
 	r.removeDiffLeftovers()
-	r.pruneReleases(st)
+	pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	r.pruneReleases(pctx, st)
+	cancel()
 	r.status.Project = opts.Project
 	return r, nil
 }
@@ -231,6 +236,13 @@ func (r *Reconciler) Trigger(reason string) {
 	case r.trigger <- reason:
 	default:
 	}
+}
+
+// isRemoved tells whether the stack was removed and the agent waits (not told to heal it).
+func (r *Reconciler) isRemoved() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status.Removed && !r.opts.RestoreRemoved
 }
 
 // Redeploy asks for a sync that deploys the source's commit even if it is the applied one:
@@ -252,7 +264,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		poll = t.C
 	}
 	var driftTick <-chan time.Time
-	if r.opts.DriftMode != DriftOff && r.opts.DriftInterval > 0 {
+	// The drift check also notices a removed stack and files changed outside git: it runs
+	// whatever the drift mode (which governs only what it does about drifted services).
+	if r.opts.DriftInterval > 0 {
 		t := time.NewTicker(r.opts.DriftInterval)
 		defer t.Stop()
 		driftTick = t.C
@@ -336,17 +350,20 @@ func (r *Reconciler) sync(ctx context.Context, trigger string) error {
 		if r.redeploy.Swap(false) && st.LastGood != "" {
 			return r.deploy(ctx, Revision{Commit: st.LastGood}, trigger, true)
 		}
+		// A change outside git is applied on the commit that runs, whatever the source is at.
+		if r.outsidePending.Swap(false) && st.Applied != "" && st.Outside != nil && !r.isRemoved() {
+			if changed := changedOutside(st.Outside, r.outsideDigests()); len(changed) > 0 {
+				return r.deployOutside(ctx, Revision{Commit: st.Applied}, changed)
+			}
+		}
 		r.log.Debug("source is at a commit that failed; waiting for a newer one", "commit", short(rev.Commit))
 		return nil
 	case rev.Commit == st.Applied:
 		if r.redeploy.Swap(false) {
 			return r.deploy(ctx, rev, trigger, false)
 		}
-		if r.outsidePending.Swap(false) {
-			r.mu.Lock()
-			removed := r.status.Removed && !r.opts.RestoreRemoved
-			r.mu.Unlock()
-			if changed := changedOutside(st.Outside, r.outsideDigests()); len(changed) > 0 && st.Outside != nil && !removed {
+		if r.outsidePending.Swap(false) && st.Outside != nil && !r.isRemoved() {
+			if changed := changedOutside(st.Outside, r.outsideDigests()); len(changed) > 0 {
 				return r.deployOutside(ctx, rev, changed)
 			}
 		}
@@ -372,6 +389,21 @@ func (r *Reconciler) deployOutside(ctx context.Context, rev Revision, changed []
 func (r *Reconciler) run(ctx context.Context, rev Revision, d Deploy, isRollback bool) error {
 	trigger := d.Trigger
 	st := r.snapshot()
+	// The files outside git as this deploy starts: what it applies. A change not yet applied
+	// (a commit deployed before the drift check saw it) is applied by this deploy too, so a
+	// new certificate is reloaded even when a commit lands first.
+	outside := r.outsideDigests()
+	if st.Outside != nil {
+		for _, p := range changedOutside(st.Outside, outside) {
+			if !slices.Contains(d.Outside, p) {
+				d.Outside = append(d.Outside, p)
+			}
+		}
+	}
+	d.started = outside
+	r.mu.Lock()
+	r.deployStarted = time.Now()
+	r.mu.Unlock()
 	log := r.log.With("commit", short(rev.Commit), "trigger", trigger)
 	log.Info("deploying", "subject", rev.Subject)
 	defer r.startProgress(rev, isRollback)()
@@ -405,15 +437,27 @@ func (r *Reconciler) run(ctx context.Context, rev Revision, d Deploy, isRollback
 		return r.fail(ctx, st, d, err, touched, isRollback)
 	}
 	st.Applied, st.LastGood, st.InProgress = rev.Commit, rev.Commit, ""
-	// The files outside git as the deploy leaves them: it may have made some (the shared
-	// directory's first copy, the secrets secrets-init generates), which are then applied.
-	st.Outside = r.outsideDigests()
+	// The files outside git this deploy applied: as it found them; the first deploy, as it
+	// leaves them (it made some: the shared directory's first copy, the secrets secrets-init
+	// generates). A change made meanwhile is applied by the next check.
+	if st.Outside == nil {
+		st.Outside = r.outsideDigests()
+	} else {
+		st.Outside = outside
+	}
 	r.mu.Lock()
 	outsideFailed := r.outsideTried != ""
 	r.outsideTried = ""
 	r.mu.Unlock()
-	if !isRollback && (st.Bad != "" || outsideFailed) {
-		// A newer commit, or the outside files fixed, deployed: the failure is behind us.
+	switch {
+	case isRollback:
+	case d.Trigger == "outside":
+		// The files outside git fixed: their failure is behind us; a bad commit stays bad.
+		if outsideFailed && st.Bad == "" {
+			r.events.Event(ctx, "DeployFailed", false, nil, "")
+		}
+	case st.Bad != "" || outsideFailed:
+		// A newer commit deployed: the failure is behind us.
 		r.events.Event(ctx, "DeployFailed", false, nil, "")
 		st.Bad, st.BadReason = "", ""
 	}
@@ -425,7 +469,7 @@ func (r *Reconciler) run(ctx context.Context, rev Revision, d Deploy, isRollback
 	r.metrics.deployedCommit(rev.Commit)
 	r.stackRemoved(ctx, false) // it has containers again
 	r.redeploy.Store(false)    // a redeploy asked for while this one ran: done by it
-	r.pruneReleases(st)
+	r.pruneReleases(ctx, st)
 	log.Info("deployed", "recreated", d.Recreated, "took", time.Since(d.Started).Round(time.Millisecond))
 	return nil
 }
@@ -442,11 +486,11 @@ func (r *Reconciler) fail(ctx context.Context, st State, d Deploy, cause error, 
 	}
 	d.Finished, d.Reason = time.Now(), cause.Error()
 	d.Outcome = OutcomeFailed
-	if len(d.Outside) > 0 {
+	if d.Trigger == "outside" {
 		// Git holds no older copy of those files: nothing to roll back to, and the commit is
-		// not at fault. Tried again when the files change again.
+		// not at fault. Tried again when the files change again (from what this deploy found).
 		r.mu.Lock()
-		r.outsideTried = digestKey(r.outsideDigests())
+		r.outsideTried = digestKey(d.started)
 		r.mu.Unlock()
 		st.InProgress = ""
 		st.Record(d, r.opts.History)
@@ -513,9 +557,14 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit strin
 		return plan, false, err
 	}
 	plan = MakePlan(services, running)
-	r.phase("building", nil, 0, 0)
-	if err := stack.Build(ctx); err != nil {
-		return plan, false, fmt.Errorf("build: %w", err)
+	// Only the images of the services the plan recreates are built: building every image of
+	// the stack (cached or not) holds both cores of a small host for a minute, and the
+	// running services' health probes starve meanwhile.
+	if build := buildable(services, plan.Services()); len(build) > 0 {
+		r.phase("building", build, 0, 0)
+		if err := stack.Build(ctx, build...); err != nil {
+			return plan, false, fmt.Errorf("build: %w", err)
+		}
 	}
 	// The live paths first: a failed check leaves everything as it was; a service recreated
 	// below starts with the new files.
@@ -561,12 +610,27 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit strin
 	return plan, touched, nil
 }
 
+// buildable are the services of names that build their image.
+func buildable(services []compose.Service, names []string) []string {
+	var out []string
+	for _, s := range services {
+		if s.BuildContext != "" && slices.Contains(names, s.Name) {
+			out = append(out, s.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // waitReady waits until every container of the named services is ready, or the health
 // timeout passes. A container that has failed for good (its healthcheck says unhealthy, or it
 // exited with an error and will not restart) fails the wait at once: waiting out the timeout
 // would only keep it in place longer before the rollback.
 func (r *Reconciler) waitReady(ctx context.Context, services []string) error {
 	deadline := time.Now().Add(r.opts.HealthTimeout)
+	r.mu.Lock()
+	since := r.deployStarted
+	r.mu.Unlock()
 	want := map[string]bool{}
 	for _, s := range services {
 		want[s] = true
@@ -583,7 +647,7 @@ func (r *Reconciler) waitReady(ctx context.Context, services []string) error {
 				continue
 			}
 			seen[c.Service] = true
-			if c.Failed() {
+			if c.Failed() && !c.StartedAt.Before(since) {
 				failed = append(failed, c.Service+" "+c.Describe())
 			}
 			if !c.Ready() {

@@ -49,6 +49,7 @@ type fakeWorld struct {
 	onUp       func(services []string)     // called after each Up, outside the lock
 	configs    int                         // Services calls: docker compose config runs
 	restarts   []string                    // every service restarted
+	builds     [][]string                  // every Build call's services
 }
 
 func (w *fakeWorld) Run(ctx context.Context, container string, cmd []string) (string, error) {
@@ -167,7 +168,12 @@ func (s *fakeStack) Services(ctx context.Context) ([]compose.Service, error) {
 	}
 	return out, nil
 }
-func (s *fakeStack) Build(ctx context.Context) error { return nil }
+func (s *fakeStack) Build(ctx context.Context, services ...string) error {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.w.builds = append(s.w.builds, services)
+	return nil
+}
 
 func (s *fakeStack) Restart(ctx context.Context, services ...string) error {
 	s.w.mu.Lock()
@@ -195,7 +201,8 @@ func (s *fakeStack) Up(ctx context.Context, services ...string) error {
 		if rel.unhealthy[svc.Name] {
 			health = "unhealthy"
 		}
-		s.w.containers[svc.Name] = docker.Container{Service: svc.Name, Name: svc.Name, ConfigHash: svc.ConfigHash, State: "running", Health: health}
+		s.w.containers[svc.Name] = docker.Container{Service: svc.Name, Name: svc.Name, ConfigHash: svc.ConfigHash, State: "running", Health: health,
+			Created: time.Now(), StartedAt: time.Now()}
 	}
 	return nil
 }
