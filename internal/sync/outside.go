@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -31,8 +32,8 @@ const envFileKey = "env_file"
 
 // outsideDigests returns a digest per outside path: each persistent path that is a file (.env),
 // each entry directly under one that is a directory (secrets/db, nginx/ssl/nginx.crt), and the
-// env file. A digest covers the names, modes, sizes and modification times of the files under
-// it, read without their contents: a check costs a directory walk.
+// env file. A digest covers the names, kinds, modes and contents of the files under it (small
+// files: secrets, certificates, .env), not directories' modification times.
 func (r *Reconciler) outsideDigests() map[string]string {
 	roots := map[string]string{}
 	for _, p := range r.opts.Persistent {
@@ -57,14 +58,45 @@ func (r *Reconciler) outsideDigests() map[string]string {
 				fmt.Fprintf(h, "%s missing\n", p)
 				return nil
 			}
-			if fi, err := d.Info(); err == nil {
-				fmt.Fprintf(h, "%s %o %d %d\n", p, fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+			fmt.Fprintf(h, "%s %v\n", p, d.Type())
+			switch {
+			case d.Type().IsRegular():
+				hashFile(h, p)
+			case d.Type()&fs.ModeSymlink != 0:
+				target, _ := os.Readlink(p)
+				fmt.Fprintf(h, "-> %s\n", target)
 			}
 			return nil
 		})
 		out[name] = hex.EncodeToString(h.Sum(nil))
 	}
 	return out
+}
+
+// maxOutsideFile is the largest outside file whose content is digested; a larger one counts
+// by its size and modification time.
+const maxOutsideFile = 1 << 20
+
+// hashFile adds a file's mode and content to h. Contents, not modification times: secrets-init
+// rewrites a secret with the same content, and makes and removes a temporary file beside it
+// (touching its directory), at every start of a service that depends on it.
+func hashFile(h io.Writer, p string) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		fmt.Fprintf(h, "unreadable\n")
+		return
+	}
+	fmt.Fprintf(h, "%o %d\n", fi.Mode().Perm(), fi.Size())
+	if fi.Size() > maxOutsideFile {
+		fmt.Fprintf(h, "%d\n", fi.ModTime().UnixNano())
+		return
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		fmt.Fprintf(h, "unreadable\n")
+		return
+	}
+	h.Write(b)
 }
 
 // digestKey is one string for a set of digests.

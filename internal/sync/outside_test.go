@@ -185,3 +185,26 @@ func TestOutsideChangeIsAppliedWhileTheSourceIsAtABadCommit(t *testing.T) {
 		t.Fatalf("last %+v, state %+v: want the outside change applied on c1, c2 still bad", last, st)
 	}
 }
+
+// secrets-init, run again by every `compose up` of a service that depends on it, rewrites a
+// secret with the same content and makes and removes a temporary file beside it: no change.
+// A new content is one.
+func TestOutsideDigestsFollowContentNotTouches(t *testing.T) {
+	w, ev := newWorld(), &fakeEvents{}
+	r, _ := newTestReconciler(t, w, ev)
+	writeShared(t, r, "secrets/web/db_app_password", "pw")
+	before := r.outsideDigests()
+	dir := filepath.Join(r.sharedDir(), "secrets", "web")
+	tmp := filepath.Join(dir, "db_app_password.XXXX")
+	os.WriteFile(tmp, []byte("pw"), 0o600)
+	os.Rename(tmp, filepath.Join(dir, "db_app_password")) // the same content, a new file
+	os.WriteFile(tmp, []byte("x"), 0o600)
+	os.Remove(tmp) // the directory touched
+	if changed := changedOutside(before, r.outsideDigests()); len(changed) != 0 {
+		t.Fatalf("a rewrite with the same content counted as a change: %v", changed)
+	}
+	writeShared(t, r, "secrets/web/db_app_password", "new")
+	if changed := changedOutside(before, r.outsideDigests()); !slices.Equal(changed, []string{"secrets/web"}) {
+		t.Fatalf("changed %v, want [secrets/web]", changed)
+	}
+}
