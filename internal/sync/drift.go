@@ -38,7 +38,8 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 	if removed && !r.opts.RestoreRemoved {
 		return
 	}
-	if r.checkOutside(st) {
+	outside := r.outsideDigests() // read once: the change check and the services cache key
+	if r.checkOutside(st, outside) {
 		return // the deploy of the change comes first
 	}
 	if r.opts.DriftMode == DriftOff {
@@ -50,7 +51,7 @@ func (r *Reconciler) CheckDrift(ctx context.Context) {
 		return
 	}
 	stack := r.stackOf(root, filepath.Join(r.currentLink(), r.opts.Subpath), true)
-	services, err := r.appliedServices(ctx, st.Applied, stack)
+	services, err := r.appliedServices(ctx, st.Applied+" "+digestKey(outside), stack)
 	if err != nil {
 		r.log.Warn("drift check: read services", "err", err)
 		return
@@ -142,11 +143,11 @@ type servicesCache struct {
 	services []compose.Service
 }
 
-// appliedServices returns the services of the applied release, from the cache while neither
+// appliedServices returns the services of the applied release, from the cache while its key
+// (the applied commit and the outside files' digests) is the same: while neither
 // the commit nor the files outside git that Compose reads (the persistent paths in SharedDir:
 // .env, secrets, certificates; the env file) have changed since.
-func (r *Reconciler) appliedServices(ctx context.Context, applied string, stack Stack) ([]compose.Service, error) {
-	key := applied + " " + digestKey(r.outsideDigests())
+func (r *Reconciler) appliedServices(ctx context.Context, key string, stack Stack) ([]compose.Service, error) {
 	r.mu.Lock()
 	c := r.services
 	r.mu.Unlock()

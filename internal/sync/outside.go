@@ -119,10 +119,10 @@ func changedOutside(was, now map[string]string) []string {
 	return out
 }
 
-// checkOutside compares the outside paths with what the last deploy applied; a change not yet
-// tried asks for a deploy of it and returns true (the drift check then waits for it).
-func (r *Reconciler) checkOutside(st State) bool {
-	now := r.outsideDigests()
+// checkOutside compares the outside paths as they are now (outsideDigests) with what the last
+// deploy applied; a change not yet tried asks for a deploy of it and returns true (the drift
+// check then waits for it).
+func (r *Reconciler) checkOutside(st State, now map[string]string) bool {
 	if st.Outside == nil {
 		// A state from before outside paths were tracked: this is the baseline.
 		st.Outside = now
