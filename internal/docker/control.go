@@ -8,7 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"path"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -111,23 +111,37 @@ func (c *Client) IPOn(ctx context.Context, name, network string) (string, error)
 	return ep.IPAddress, nil
 }
 
-// WriteFile writes data as the file dir/name (mode 0644, owner 0) in the running container
-// through the engine's archive API: dir may be in a volume of a container whose root file system
-// is read-only.
-func (c *Client) WriteFile(ctx context.Context, containerName, dir, name string, data []byte) error {
+// File is a named file's content, for WriteFiles.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// WriteFiles writes files into dir (mode 0644, owner 0) in the running container, in order,
+// with one call of the engine's archive API (one round trip, however many files: the roles a
+// failover writes are on its clock): dir may be in a volume of a container whose root file
+// system is read-only.
+func (c *Client) WriteFiles(ctx context.Context, containerName, dir string, files ...File) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(data); err != nil {
-		return err
+	now := time.Now()
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f.Name, Mode: 0o644, Size: int64(len(f.Data)), ModTime: now}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.Data); err != nil {
+			return err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return err
 	}
 	if err := c.api.CopyToContainer(ctx, containerName, dir, &buf, container.CopyToContainerOptions{}); err != nil {
-		return fmt.Errorf("write %s in %s: %w", path.Join(dir, name), containerName, err)
+		names := make([]string, len(files))
+		for i, f := range files {
+			names[i] = f.Name
+		}
+		return fmt.Errorf("write %s in %s (%s): %w", dir, containerName, strings.Join(names, ", "), err)
 	}
 	return nil
 }

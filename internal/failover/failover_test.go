@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/hastack/hastack/internal/docker"
 	"github.com/hastack/hastack/internal/mariadb"
 )
 
@@ -646,8 +647,10 @@ type fakeVolume struct {
 	err   error // for every read: the container is gone, say
 }
 
-func (v *fakeVolume) WriteFile(_ context.Context, _, dir, name string, data []byte) error {
-	v.files[dir+"/"+name] = string(data)
+func (v *fakeVolume) WriteFiles(_ context.Context, _, dir string, files ...docker.File) error {
+	for _, f := range files {
+		v.files[dir+"/"+f.Name] = string(f.Data)
+	}
 	return nil
 }
 

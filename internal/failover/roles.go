@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hastack/hastack/internal/docker"
 )
 
 // RolesFile is who is who: the primary's address, and the quarantined servers' addresses.
@@ -38,10 +40,10 @@ type Roles interface {
 	Write(ctx context.Context, rf RolesFile) error
 }
 
-// Volume is a directory in a container's volume (docker.Client's WriteFile and ReadFile);
+// Volume is a directory in a container's volume (docker.Client's WriteFiles and ReadFile);
 // ReadFile's error for a missing file wraps fs.ErrNotExist.
 type Volume interface {
-	WriteFile(ctx context.Context, container, dir, name string, data []byte) error
+	WriteFiles(ctx context.Context, container, dir string, files ...docker.File) error
 	ReadFile(ctx context.Context, container, file string) ([]byte, error)
 }
 
@@ -131,17 +133,15 @@ func (v *VolumeRoles) Write(ctx context.Context, rf RolesFile) error {
 	if q != "" {
 		q += "\n"
 	}
-	if err := v.Volume.WriteFile(ctx, v.Container, v.Dir, "quarantined", []byte(q)); err != nil {
-		return err
-	}
 	var reseed strings.Builder
 	for _, addr := range slices.Sorted(maps.Keys(rf.Reseed)) {
 		fmt.Fprintf(&reseed, "%s %s\n", addr, rf.Reseed[addr])
 	}
-	if err := v.Volume.WriteFile(ctx, v.Container, v.Dir, "reseed", []byte(reseed.String())); err != nil {
-		return err
-	}
-	if err := v.Volume.WriteFile(ctx, v.Container, v.Dir, "primary", []byte(rf.Primary+"\n")); err != nil {
+	// One archive, one round trip: a switchover's pause and a failover's outage include it.
+	if err := v.Volume.WriteFiles(ctx, v.Container, v.Dir,
+		docker.File{Name: "quarantined", Data: []byte(q)},
+		docker.File{Name: "reseed", Data: []byte(reseed.String())},
+		docker.File{Name: "primary", Data: []byte(rf.Primary + "\n")}); err != nil {
 		return err
 	}
 	return writeJSON(v.CacheFile, rf)

@@ -59,14 +59,17 @@ func (c *Cluster) Switchover(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, undo(err)
 	}
+	readOnly := time.Since(start)
 	if err := r.DB.WaitApplied(ctx, st.BinlogPos, MaxSwitchoverPause); err != nil {
 		return 0, undo(fmt.Errorf("%s did not apply %s within %s: %w", r.Container, st.BinlogPos, MaxSwitchoverPause, err))
 	}
+	applied := time.Since(start)
 	next := rf
 	next.Primary = r.Addr
 	if err := c.Roles.Write(ctx, next); err != nil {
 		return 0, undo(err)
 	}
+	named := time.Since(start)
 	if err := c.promote(ctx, r, MaxSwitchoverPause); err != nil {
 		if rerr := r.DB.ReplicateFrom(context.WithoutCancel(ctx), p.Addr, c.ReplUser, c.ReplPassword); rerr != nil {
 			log.Error("switchover: cannot make the replica replicate again", "error", rerr)
@@ -85,6 +88,9 @@ func (c *Cluster) Switchover(ctx context.Context) (time.Duration, error) {
 	c.last = Observation{}
 	c.mu.Unlock()
 	c.notify(ctx, "SwitchoverFailed", false, map[string]string{"primary": p.Container}, "")
-	log.Info("database: switched over", "writes_paused", pause.Round(time.Millisecond))
+	// Where the pause went, for an operator who finds it long (each mark is time since the start).
+	log.Info("database: switched over", "writes_paused", pause.Round(time.Millisecond),
+		"read_only_at", readOnly.Round(time.Millisecond), "applied_at", applied.Round(time.Millisecond),
+		"named_at", named.Round(time.Millisecond))
 	return pause, nil
 }

@@ -74,7 +74,7 @@ const DB_READ_ONLY = 1290;
 // (a switchover pauses writes for less). A server is tried only when it greets within 200 ms,
 // so a dead one costs no connect timeout: the page answers within 1 s. Returns [connection,
 // address].
-function db_write(callable $write, float $patience = 0.4): array
+function db_write(callable $write, float $patience = 0.5): array
 {
     $deadline = microtime(true) + $patience;
     $last = null;
