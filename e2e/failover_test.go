@@ -420,6 +420,9 @@ type dbFault struct {
 	mayDiverge bool
 }
 
+// frozenPid is the mariadbd that the SIGSTOP fault froze, for its heal.
+var frozenPid string
+
 func dbFaults() []dbFault {
 	docker := func(args ...string) func(t *testing.T, ctx context.Context, service string) {
 		return func(t *testing.T, ctx context.Context, service string) {
@@ -440,6 +443,24 @@ func dbFaults() []dbFault {
 		}, nil, true},
 		{"stopped", docker("stop"), nil, false},
 		{"hung (docker pause)", docker("pause"), nil, false},
+		// The server process alone frozen, the container running: its healthcheck and docker exec
+		// still work, unlike docker pause. The fence kills the container; CONT is for the case
+		// where it did not.
+		{"mysqld frozen (SIGSTOP; the container keeps running)", func(t *testing.T, ctx context.Context, service string) {
+			pid, err := st.run(ctx, "docker", "inspect", "-f", "{{.State.Pid}}", c(service))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if comm, _ := os.ReadFile("/proc/" + strings.TrimSpace(pid) + "/comm"); strings.TrimSpace(string(comm)) != "mariadbd" {
+				t.Fatalf("the container's process %s is %q, not mariadbd", strings.TrimSpace(pid), strings.TrimSpace(string(comm)))
+			}
+			frozenPid = strings.TrimSpace(pid)
+			if _, err := st.run(ctx, "kill", "-STOP", frozenPid); err != nil {
+				t.Fatal(err)
+			}
+		}, func(t *testing.T, ctx context.Context, service string) {
+			st.run(ctx, "kill", "-CONT", frozenPid) // gone once the fence killed the container
+		}, false},
 		{"cut from the data network", docker("network", "disconnect", project+"_data"),
 			func(t *testing.T, ctx context.Context, service string) {
 				ip := dataNetPrefix + ".21"
