@@ -127,14 +127,17 @@ users_sql() {
 }
 
 # agent_sql creates or updates the agent's account: replication administration (read_only,
-# CHANGE MASTER, START/STOP SLAVE, RESET SLAVE ALL needs RELOAD, the semi-sync switch) and the
-# replication state; no table data. Not replicated: each server has its own.
+# CHANGE MASTER, START/STOP SLAVE, RESET SLAVE ALL needs RELOAD, the semi-sync switch), the
+# replication state, and REPLICATION SLAVE for the binlog archive (it follows the primary's
+# binary log as a replica does); no table, no SELECT. Not replicated: each server has its own.
+# AGENT_GRANTS names this set: a change of it updates existing servers (the marker's digest).
+AGENT_GRANTS="READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR, BINLOG MONITOR, RELOAD, REPLICATION SLAVE"
 agent_sql() {
 	cat <<-EOF
 		SET sql_log_bin = 0;
 		CREATE USER IF NOT EXISTS 'agent'@'$(sql_quote "$AGENT_HOST")' IDENTIFIED BY '$(sql_quote "$AGENT_PW")';
 		ALTER USER 'agent'@'$(sql_quote "$AGENT_HOST")' IDENTIFIED BY '$(sql_quote "$AGENT_PW")';
-		GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR, BINLOG MONITOR, RELOAD ON *.* TO 'agent'@'$(sql_quote "$AGENT_HOST")';
+		GRANT $AGENT_GRANTS ON *.* TO 'agent'@'$(sql_quote "$AGENT_HOST")';
 		FLUSH PRIVILEGES;
 	EOF
 }
@@ -265,10 +268,10 @@ elif [ ! -f "$GRANTS_MARKER" ]; then
 	touch "$GRANTS_MARKER"
 fi
 
-# The agent's account, made or updated when its host or password changed (the marker holds a
-# digest of both).
+# The agent's account, made or updated when its host, password or grants changed (the marker
+# holds a digest of the three).
 if [ -n "$AGENT_PW" ] && [ -n "$AGENT_HOST" ]; then
-	agent_digest=$(printf '%s\n%s' "$AGENT_HOST" "$AGENT_PW" | sha256sum | cut -d' ' -f1)
+	agent_digest=$(printf '%s\n%s\n%s' "$AGENT_HOST" "$AGENT_PW" "$AGENT_GRANTS" | sha256sum | cut -d' ' -f1)
 	if [ "$(cat "$DATADIR/.hastack-agent-account" 2>/dev/null)" != "$agent_digest" ]; then
 		log "creating the agent's account for $AGENT_HOST"
 		start_temp_server
