@@ -268,3 +268,53 @@ func TestRestoreRefusesAnAmbiguousVersion1Manifest(t *testing.T) {
 		t.Fatalf("drill: err = %v", err)
 	}
 }
+
+// A point-in-time restore replays after the load and its check; the replica is then compared
+// with the target (the replay changed the rows the manifest has), and a failed replay says the
+// database is partly restored.
+func TestRestoreReplays(t *testing.T) {
+	o, primary, replica, _ := restoreFixture(t)
+	var steps []string
+	o.Progress = func(p RestoreProgress) {
+		if len(steps) == 0 || steps[len(steps)-1] != p.Step {
+			steps = append(steps, p.Step)
+		}
+	}
+	o.Replay = func(ctx context.Context) (string, error) {
+		if primary.loaded == "" {
+			t.Error("replayed before the load")
+		}
+		primary.tables[tn("app.visits")] += 5
+		replica.tables = maps.Clone(primary.tables)
+		return "5 transactions", nil
+	}
+	replica.tables = nil
+	rep, err := Restore(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(steps, ","); got != "verify,safety-backup,load,check,replay,replica" {
+		t.Fatalf("steps %s", got)
+	}
+	if rep.Replayed != "5 transactions" {
+		t.Fatalf("report %+v", rep)
+	}
+
+	o, primary, replica, _ = restoreFixture(t)
+	replica.tables = maps.Clone(primary.tables)
+	o.Replay = func(ctx context.Context) (string, error) {
+		primary.tables[tn("app.visits")] += 5 // the replica does not get them
+		return "5 transactions", nil
+	}
+	if _, err := Restore(context.Background(), o); err == nil || !strings.Contains(err.Error(), "differs from db_master") {
+		t.Fatalf("a replica without the replayed rows: err = %v", err)
+	}
+
+	o, _, _, _ = restoreFixture(t)
+	o.Replay = func(ctx context.Context) (string, error) { return "", errors.New("segment binlog/0/x: sha256 mismatch") }
+	_, err = Restore(context.Background(), o)
+	var re *RestoreError
+	if !errors.As(err, &re) || re.Step != "replay" || !re.Changed || !strings.Contains(err.Error(), "safety backup") {
+		t.Fatalf("err = %v", err)
+	}
+}
