@@ -311,7 +311,9 @@ func TestRestoreReplays(t *testing.T) {
 	}
 
 	o, _, _, _ = restoreFixture(t)
-	o.Replay = func(ctx context.Context) (string, error) { return "", errors.New("segment binlog/0/x: sha256 mismatch") }
+	o.Replay = func(ctx context.Context) (string, error) {
+		return "", errors.New("segment binlog/0/x: sha256 mismatch")
+	}
 	_, err = Restore(context.Background(), o)
 	var re *RestoreError
 	if !errors.As(err, &re) || re.Step != "replay" || !re.Changed || !strings.Contains(err.Error(), "safety backup") {
