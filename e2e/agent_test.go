@@ -597,6 +597,40 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
+// checkAgentDashboard runs every query of the Agent dashboard against the stack's Prometheus,
+// which scrapes a real agent (TestStack's scrapes none, so it skips them): each must return
+// data from the start, before any backup, failover or failure (this agent has no backup
+// schedule and no database watch). Bounded: up to 2 minutes per query (a rate needs two
+// scrapes), and it stops after the third query without data.
+func checkAgentDashboard(t *testing.T) {
+	t.Helper()
+	panels, err := loadDashboardPanels("../stack/grafana/dashboards")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxFailures = 3
+	queries, failures := 0, 0
+	for _, p := range panels {
+		if p.UID != agentDashboardUID {
+			continue
+		}
+		for _, expr := range p.Exprs {
+			queries++
+			q := grafanaToPromQL(expr)
+			if err := eventually(2*time.Minute, 5*time.Second, func() error { return promHasData(q) }); err != nil {
+				t.Errorf("Agent dashboard / %q: %s: %v", p.Title, q, err)
+				if failures++; failures == maxFailures {
+					t.Errorf("Agent dashboard: stopped after %d queries without data", failures)
+					return
+				}
+			}
+		}
+	}
+	if queries == 0 {
+		t.Errorf("the Agent dashboard (uid %s) has no panel query", agentDashboardUID)
+	}
+}
+
 // TestAgentRollsOutWebChange: the agent deploys the real stack from a git repository, then a
 // commit that changes the web application is rolled out (web1, then web2, each gated on health)
 // while 50 clients load the site: no request may fail.
@@ -657,6 +691,7 @@ func TestAgentRollsOutWebChange(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("Prometheus does not scrape the agent: %v", err)
 	}
+	checkAgentDashboard(t)
 
 	// Under load, commit a change to the page.
 	loadCtx, stopLoad := context.WithCancel(ctx)

@@ -18,10 +18,16 @@ import (
 
 // panel is one dashboard panel and the PromQL of its targets.
 type panel struct {
-	Dashboard string
+	Dashboard string // its dashboard's title
+	UID       string // its dashboard's uid
 	Title     string
 	Exprs     []string
 }
+
+// agentDashboardUID is the Agent dashboard's: what `agent status` tells, from the agent's
+// metrics, and where the agent's own alerts link (alerts.link, internal/setup). Its queries
+// need a Prometheus that scrapes an agent: TestAgentRollsOutWebChange runs them.
+const agentDashboardUID = "hastack-agent"
 
 type dashboardJSON struct {
 	UID    string      `json:"uid"`
@@ -89,7 +95,7 @@ func loadDashboardPanels(dir string) ([]panel, error) {
 	var out []panel
 	for _, d := range ds {
 		for _, p := range flatten(d.Panels) {
-			pp := panel{Dashboard: d.Title, Title: p.Title}
+			pp := panel{Dashboard: d.Title, UID: d.UID, Title: p.Title}
 			for _, t := range p.Targets {
 				if t.Expr != "" {
 					pp.Exprs = append(pp.Exprs, t.Expr)
@@ -113,8 +119,11 @@ func TestDashboardsAreProvisionedByUID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ds) < 4 {
-		t.Fatalf("%d dashboards, want host, mysql, nginx and containers", len(ds))
+	if len(ds) < 5 {
+		t.Fatalf("%d dashboards, want host, mysql, nginx, containers and agent", len(ds))
+	}
+	if !slices.ContainsFunc(ds, func(d dashboardJSON) bool { return d.UID == agentDashboardUID && d.Title == "Agent" }) {
+		t.Errorf("no dashboard with uid %s and title Agent: the agent's alerts link to /d/%s", agentDashboardUID, agentDashboardUID)
 	}
 	uids := map[string]bool{}
 	for _, d := range ds {
@@ -181,16 +190,57 @@ func TestDashboardPanelQueriesUseShippedMetrics(t *testing.T) {
 	// Metric-name prefixes of the exporters the stack ships; a query naming anything else is
 	// dead on arrival (the end-to-end suite also runs every query against live data).
 	prefixes := []string{"node_", "mysql_", "nginx_", "container_", "up", "prometheus_", "alertmanager_"}
+	// The agent ships with the stack too: its hastack_ metrics by their exact names.
+	agent, err := agentMetrics("../internal")
+	if err != nil {
+		t.Fatal(err)
+	}
 	metric := regexp.MustCompile(`\b([a-z_][a-z0-9_]*)\s*(\{|\[)`)
 	for _, p := range panels {
 		for _, e := range p.Exprs {
 			for _, m := range metric.FindAllStringSubmatch(e, -1) {
+				if strings.HasPrefix(m[1], "hastack_") {
+					if !agent[m[1]] {
+						t.Errorf("%s / %s: %q names %s, which the agent does not export", p.Dashboard, p.Title, e, m[1])
+					}
+					continue
+				}
 				if !slices.ContainsFunc(prefixes, func(pre string) bool { return strings.HasPrefix(m[1], pre) }) {
 					t.Errorf("%s / %s: %q names %s, not a metric of a shipped exporter", p.Dashboard, p.Title, e, m[1])
 				}
 			}
 		}
 	}
+}
+
+// agentMetrics returns the names of the metrics the agent registers (Name: "hastack_..." in
+// the non-test Go files under dir), with the series a histogram adds (_bucket, _sum, _count).
+func agentMetrics(dir string) (map[string]bool, error) {
+	name := regexp.MustCompile(`Name:\s*"(hastack_[a-z0-9_]+)"`)
+	histogram := regexp.MustCompile(`prometheus\.NewHistogram(Vec)?\(prometheus\.HistogramOpts\{\s*Name:\s*"(hastack_[a-z0-9_]+)"`)
+	out := map[string]bool{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range name.FindAllStringSubmatch(string(b), -1) {
+			out[m[1]] = true
+		}
+		for _, m := range histogram.FindAllStringSubmatch(string(b), -1) {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				out[m[2]+suffix] = true
+			}
+		}
+		return nil
+	})
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("no hastack_ metric found in %s", dir)
+	}
+	return out, err
 }
 
 type composeFile struct {

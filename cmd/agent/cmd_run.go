@@ -239,6 +239,7 @@ func newAlertDelivery(cfg config.Alerts, log *slog.Logger, reg prometheus.Regist
 		AlertmanagerURL: cfg.AlertmanagerURL,
 		ResendInterval:  time.Duration(cfg.ResendInterval),
 		RepeatInterval:  time.Duration(cfg.RepeatInterval),
+		GeneratorURL:    cfg.Link,
 	}
 	if cfg.Slack.WebhookURL != "" {
 		slack, err := alerts.NewSlack(cfg.Slack.WebhookURL, cfg.Slack.Channel, nil)

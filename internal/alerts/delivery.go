@@ -32,7 +32,8 @@ type Options struct {
 	Email Notifier
 	// Instance is the instance label of every alert (default: the host name).
 	Instance string
-	// GeneratorURL is put in every alert ("": none).
+	// GeneratorURL is put in every alert ("": none): Alertmanager's generatorURL, and a
+	// "Link:" line of the messages sent directly (the agent: its dashboard, alerts.link).
 	GeneratorURL string
 	// HTTPClient posts to Alertmanager (default: a client with a 10 s timeout).
 	HTTPClient *http.Client

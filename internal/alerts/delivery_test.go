@@ -14,6 +14,10 @@ import (
 // slackSecret is the secret part of the fake Slack webhook's URL: it must never be logged.
 const slackSecret = "T0SECRET/B0SECRET/XXXXSECRETXXXX"
 
+// testLink is the rig's GeneratorURL, as `agent init` makes alerts.link (with a query, whose &
+// Slack's markup escapes).
+const testLink = "https://ha.example.com:3000/d/hastack-agent?orgId=1&refresh=30s"
+
 // rig is a Delivery with a fake Alertmanager, Slack and SMTP server, and a clock the test moves.
 type rig struct {
 	t      *testing.T
@@ -41,7 +45,7 @@ func newRig(t *testing.T, edit func(*Options)) *rig {
 		t.Fatal(err)
 	}
 	opts := Options{AlertmanagerURL: r.am.URL, ResendInterval: time.Minute, RepeatInterval: 4 * time.Hour,
-		Slack: slack, Email: email, Instance: "host1", GeneratorURL: "http://127.0.0.1:9700/api/v1/status"}
+		Slack: slack, Email: email, Instance: "host1", GeneratorURL: testLink}
 	if edit != nil {
 		edit(&opts)
 	}
@@ -157,7 +161,7 @@ func TestPostedAlertHasLabelsAnnotationsAndEndsAt(t *testing.T) {
 	if !a.StartsAt.Equal(r.clock) || !a.EndsAt.Equal(r.clock.Add(5*time.Minute)) {
 		t.Errorf("startsAt %v endsAt %v, want %v and 5 minutes later", a.StartsAt, a.EndsAt, r.clock)
 	}
-	if a.GeneratorURL != "http://127.0.0.1:9700/api/v1/status" {
+	if a.GeneratorURL != testLink {
 		t.Errorf("generatorURL %q", a.GeneratorURL)
 	}
 	r.wantCounts(0, 0)
@@ -347,6 +351,40 @@ func TestFallbackWhenAlertmanagerFails(t *testing.T) {
 			}
 			r.wantCounts(3, 3)
 		})
+	}
+}
+
+// An alert sent directly carries the link (alerts.link, the Agent dashboard) in Slack and in
+// e-mail, firing and resolved; without one, no Link line.
+func TestDirectMessagesCarryTheLink(t *testing.T) {
+	r := newRig(t, nil)
+	r.am.setStatus(http.StatusServiceUnavailable)
+	r.fire("BackupFailed", nil, "backup failed: dump of db_slave: exit status 2")
+	r.flush()
+	r.advance(time.Minute)
+	r.resolve("BackupFailed")
+	r.flush()
+	r.wantCounts(2, 2)
+	// Slack: the URL as text, which Slack links by itself; its & escaped as Slack's markup asks.
+	slackLink := "Link:   " + strings.ReplaceAll(testLink, "&", "&amp;") + "\n"
+	for i, s := range r.slack.messages() {
+		if !strings.Contains(s, slackLink) {
+			t.Errorf("slack message %d lacks %q:\n%s", i, slackLink, s)
+		}
+	}
+	for i, m := range r.smtp.messages() {
+		if _, _, body := readMessage(t, m.data); !strings.Contains(body, "Link:   "+testLink+"\n") {
+			t.Errorf("e-mail %d lacks the link %s:\n%s", i, testLink, body)
+		}
+	}
+
+	r = newRig(t, func(o *Options) { o.GeneratorURL = "" })
+	r.am.setStatus(http.StatusServiceUnavailable)
+	r.fire("BackupFailed", nil, "backup failed")
+	r.flush()
+	r.wantCounts(1, 1)
+	if s := r.slack.messages()[0]; strings.Contains(s, "Link:") {
+		t.Errorf("a link line without a link: %q", s)
 	}
 }
 

@@ -44,7 +44,8 @@ func (n Notification) Subject() string {
 }
 
 // Text is the plain-text body: the summary, the description (with what to check first), the
-// host, the times, the labels, and why it came directly.
+// host, the times, the labels, the alert's link (its GeneratorURL: the agent's dashboard) and
+// why it came directly.
 func (n Notification) Text() string {
 	a := n.Alert
 	var b strings.Builder
@@ -63,6 +64,9 @@ func (n Notification) Text() string {
 		fmt.Fprintf(&b, " %s=%s", k, a.Labels[k])
 	}
 	b.WriteString("\n")
+	if a.GeneratorURL != "" {
+		fmt.Fprintf(&b, "Link:   %s\n", a.GeneratorURL)
+	}
 	if n.Reason != "" {
 		fmt.Fprintf(&b, "\nSent by the hastack agent directly: %s.\n", n.Reason)
 	}

@@ -116,9 +116,17 @@ type Alerts struct {
 	ResendInterval Duration `yaml:"resend_interval"`
 	// RepeatInterval reminds Slack and e-mail directly of an alert still firing while
 	// Alertmanager stays unreachable; 0 sends each change once only.
-	RepeatInterval Duration    `yaml:"repeat_interval"`
-	Slack          AlertsSlack `yaml:"slack"`
-	Email          AlertsEmail `yaml:"email"`
+	RepeatInterval Duration `yaml:"repeat_interval"`
+	// Link is put in every alert the agent posts (Alertmanager's generatorURL) or sends
+	// directly (a "Link:" line in Slack and e-mail): where a person sees what `agent status`
+	// tells without the API token, the Grafana dashboard "Agent", e.g.
+	// https://ha.example.com:3000/d/hastack-agent. An absolute http(s) URL without a user or
+	// password (it reaches Slack and e-mail as written); "" for none. `agent init` sets it from
+	// the stack's .env: AGENT_ALERT_LINK, else https://<first name of TLS_HOSTNAMES, else
+	// localhost>:<GRAFANA_PORT>/d/hastack-agent when Grafana runs.
+	Link  string      `yaml:"link"`
+	Slack AlertsSlack `yaml:"slack"`
+	Email AlertsEmail `yaml:"email"`
 }
 
 // AlertsSlack is the Slack incoming webhook used when Alertmanager cannot be reached: the

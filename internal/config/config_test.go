@@ -146,6 +146,7 @@ func TestLoad(t *testing.T) {
 					AlertmanagerURL: "https://am.example.com:9443/prefix",
 					ResendInterval:  Duration(30 * time.Second),
 					RepeatInterval:  Duration(2 * time.Hour),
+					Link:            "https://ha.example.com:3000/d/hastack-agent",
 					Slack: AlertsSlack{
 						WebhookURLFile: "/srv/stack/secrets/alertmanager/slack_webhook_url",
 						Channel:        "#alerts",
@@ -516,6 +517,9 @@ func TestValidate(t *testing.T) {
 		{"alerts_url_no_host", "alerts.alertmanager_url"},
 		{"alerts_resend_too_short", "alerts.resend_interval"},
 		{"alerts_repeat_negative", "alerts.repeat_interval"},
+		{"alerts_link_scheme", "alerts.link"},
+		{"alerts_link_relative", "alerts.link"},
+		{"alerts_link_password", "alerts.link"},
 		{"alerts_slack_channel_only", "alerts.slack.channel"},
 		{"alerts_email_no_from", "alerts.email.from"},
 		{"alerts_email_no_smarthost", "alerts.email.smarthost"},
@@ -663,6 +667,7 @@ func TestAlertSecretsNeverInErrors(t *testing.T) {
 		{"slack webhook with a bad scheme", func(c *Config) { c.Alerts.Slack.WebhookURL = "ftp://hooks.slack.com/" + marker }, "alerts.slack.webhook_url_file"},
 		{"slack webhook that does not parse", func(c *Config) { c.Alerts.Slack.WebhookURL = "https://hooks slack/%zz" + marker }, "alerts.slack.webhook_url_file"},
 		{"alertmanager URL with a password", func(c *Config) { c.Alerts.AlertmanagerURL = "ftp://am:" + marker + "@am.example.com" }, "alerts.alertmanager_url"},
+		{"link with a password", func(c *Config) { c.Alerts.Link = "https://admin:" + marker + "@grafana.example.com/d/hastack-agent" }, "alerts.link"},
 		{"smtp password without a user", func(c *Config) {
 			c.Alerts.Email = AlertsEmail{Smarthost: "smtp.example.com:587", From: "a@example.com", To: []string{"b@example.com"}, Password: marker}
 		}, "alerts.email.username"},
@@ -697,6 +702,41 @@ func TestAlertsEmailValid(t *testing.T) {
 	if !Default().Alerts.Email.RequireTLS || Default().Alerts.AlertmanagerURL != "http://127.0.0.1:9093" ||
 		time.Duration(Default().Alerts.ResendInterval) != time.Minute {
 		t.Errorf("defaults: %+v", Default().Alerts)
+	}
+}
+
+// The link in every alert: any absolute http(s) URL people can open, or none.
+func TestAlertsLink(t *testing.T) {
+	if Default().Alerts.Link != "" {
+		t.Errorf("default link %q, want none (agent init writes one)", Default().Alerts.Link)
+	}
+	for _, tt := range []struct {
+		link  string
+		valid bool
+	}{
+		{"", true},
+		{"https://localhost:3000/d/hastack-agent", true},
+		{"https://[2001:db8::1]:3000/d/hastack-agent?orgId=1", true},
+		{"http://grafana.internal/d/hastack-agent", true},
+		{"localhost:3000/d/hastack-agent", false},
+		{"/d/hastack-agent", false},
+		{"https:///d/hastack-agent", false},
+		{"javascript:alert(1)", false},
+		{"https://admin@grafana.example.com/d/hastack-agent", false},
+	} {
+		c := Default()
+		c.Source.URL = "file:///srv/hastack.git"
+		c.Alerts.Link = tt.link
+		err := c.Validate()
+		var fe *FieldError
+		switch {
+		case tt.valid && err != nil:
+			t.Errorf("link %q: %v", tt.link, err)
+		case !tt.valid && (!errors.As(err, &fe) || fe.Field != "alerts.link"):
+			t.Errorf("link %q: error %v, want a FieldError for alerts.link", tt.link, err)
+		case !tt.valid && !strings.Contains(err.Error(), "AGENT_ALERT_LINK"):
+			t.Errorf("link %q: %v does not say where agent init takes the link from", tt.link, err)
+		}
 	}
 }
 

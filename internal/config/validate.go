@@ -137,12 +137,7 @@ func (a Alerts) validate() []*FieldError {
 	}
 	if a.AlertmanagerURL != "" {
 		if err := httpURL(a.AlertmanagerURL); err != nil {
-			// Named without its password, if it has one.
-			shown := "the URL"
-			if u, perr := url.Parse(a.AlertmanagerURL); perr == nil {
-				shown = strconv.Quote(u.Redacted())
-			}
-			bad("alerts.alertmanager_url", "%s: %v (\"\" turns posting to Alertmanager off)", shown, err)
+			bad("alerts.alertmanager_url", "%s: %v (\"\" turns posting to Alertmanager off)", shownURL(a.AlertmanagerURL), err)
 		}
 	}
 	if r := time.Duration(a.ResendInterval); r < MinResendInterval {
@@ -150,6 +145,11 @@ func (a Alerts) validate() []*FieldError {
 	}
 	if r := time.Duration(a.RepeatInterval); r < 0 {
 		bad("alerts.repeat_interval", "must not be negative, got %v (0 sends no reminders)", r)
+	}
+	if a.Link != "" {
+		if err := linkURL(a.Link); err != nil {
+			bad("alerts.link", "%s: %v (\"\" for no link; `agent init` takes it from AGENT_ALERT_LINK in stack/.env)", shownURL(a.Link), err)
+		}
 	}
 
 	if a.Slack.WebhookURL != "" {
@@ -211,6 +211,26 @@ func httpURL(raw string) error {
 		return errors.New("no host")
 	}
 	return nil
+}
+
+// linkURL accepts the link put in every alert: an http(s) URL, which people open from Slack
+// and e-mail, so it carries no credentials.
+func linkURL(raw string) error {
+	if err := httpURL(raw); err != nil {
+		return err
+	}
+	if u, _ := url.Parse(raw); u.User != nil {
+		return errors.New("has a user or password: the link reaches Slack and e-mail as written (Grafana asks for its own login)")
+	}
+	return nil
+}
+
+// shownURL is raw quoted, without its password if it has one: for problems about a URL.
+func shownURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return strconv.Quote(u.Redacted())
+	}
+	return "the URL"
 }
 
 // Warnings returns problems that do not stop the agent but deserve a log line: secret files

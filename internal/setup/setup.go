@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,6 +131,7 @@ func Build(o Options) (Result, error) {
 	// The agent's own alerts: to Alertmanager, and straight to the same receivers when it
 	// does not answer.
 	c.Alerts.AlertmanagerURL = "http://127.0.0.1:" + get("ALERTMANAGER_PORT", "9093")
+	c.Alerts.Link = AlertLink(env)
 	if recv.SlackOn() {
 		c.Alerts.Slack.WebhookURLFile, c.Alerts.Slack.Channel = recv.SlackWebhookFile, recv.SlackChannel
 	}
@@ -146,6 +149,38 @@ func Build(o Options) (Result, error) {
 
 	res.Config = c
 	return res, nil
+}
+
+// agentDashboard is the path of the Grafana dashboard "Agent" (stack/grafana/dashboards/agent.json,
+// uid hastack-agent): what `agent status` tells, without the API token.
+const agentDashboard = "/d/hastack-agent"
+
+// AlertLink is the link in the agent's own alerts (alerts.link) for the stack's .env:
+// AGENT_ALERT_LINK when set, else the Agent dashboard on Grafana, which nginx serves with TLS
+// on GRAFANA_PORT (default 3000), at the first name of TLS_HOSTNAMES (names the certificate is
+// made for, the host as people reach it), else localhost. "" when Grafana does not run
+// (COMPOSE_PROFILES without "upstream"): no link rather than one to nothing.
+func AlertLink(env map[string]string) string {
+	get := func(k, def string) string {
+		if v := strings.TrimSpace(env[k]); v != "" {
+			return v
+		}
+		return def
+	}
+	if v := get("AGENT_ALERT_LINK", ""); v != "" {
+		return v // the agent's validation judges it (alerts.link)
+	}
+	if !slices.Contains(strings.Split(strings.ReplaceAll(get("COMPOSE_PROFILES", ""), " ", ""), ","), "upstream") {
+		return ""
+	}
+	host := "localhost"
+	for _, name := range strings.Split(get("TLS_HOSTNAMES", ""), ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			host = name
+			break
+		}
+	}
+	return "https://" + net.JoinHostPort(host, get("GRAFANA_PORT", "3000")) + agentDashboard
 }
 
 // Check loads the configuration as the agent will (its secret files read, every setting
