@@ -227,6 +227,10 @@ func New(opts Options, src Source, engine Engine, newStack func(projectDir strin
 	r.pruneReleases(pctx, st)
 	cancel()
 	r.status.Project = opts.Project
+	if st.Applied != "" {
+		// What the host runs is known from the start, not only after the next deploy.
+		metrics.deployedCommit(st.Applied)
+	}
 	return r, nil
 }
 
