@@ -98,17 +98,26 @@ func loadManifestKeys(cfg config.Config, file string) (*backup.ManifestKeys, err
 	return keys, nil
 }
 
+// parseRecipients parses backup.age_recipients: what dumps and archive segments are encrypted to.
+func parseRecipients(keys []string) ([]age.Recipient, error) {
+	var recipients []age.Recipient
+	for _, r := range keys {
+		rec, err := age.ParseX25519Recipient(r)
+		if err != nil {
+			return nil, &config.FieldError{Field: "backup.age_recipients", Problem: err.Error()}
+		}
+		recipients = append(recipients, rec)
+	}
+	return recipients, nil
+}
+
 // doBackup takes one backup as configured and, when prune is set, applies the retention
 // policy. It returns the manifest and the ids pruned.
 func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, prune bool, note string) (backup.Manifest, []string, error) {
 	cfg = followRoles(ctx, cfg, engine)
-	var recipients []age.Recipient
-	for _, r := range cfg.Backup.AgeRecipients {
-		rec, err := age.ParseX25519Recipient(r)
-		if err != nil {
-			return backup.Manifest{}, nil, &config.FieldError{Field: "backup.age_recipients", Problem: err.Error()}
-		}
-		recipients = append(recipients, rec)
+	recipients, err := parseRecipients(cfg.Backup.AgeRecipients)
+	if err != nil {
+		return backup.Manifest{}, nil, err
 	}
 	// A configured key that cannot be read fails the backup: an unsigned backup would be
 	// refused by the restore that needs it.

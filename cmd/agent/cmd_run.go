@@ -220,6 +220,12 @@ func runAgent(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		jobs.Go(func() { sched.Run(ctx) })
 	}
+	if cfg.Backup.Archive.Enabled {
+		if !cfg.Database.Enabled() {
+			return &config.FieldError{Field: "backup.archive.enabled", Problem: "the archive reads the primary's binary log with the agent's database account: set database.password_file (or HASTACK_AGENT_DB_PASSWORD)"}
+		}
+		jobs.Go(func() { runArchive(ctx, cfg, &dbCluster, events, reg, log) })
+	}
 	err = rec.Run(ctx)
 	log.Info("stopping: waiting for the jobs in progress")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)

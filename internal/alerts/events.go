@@ -129,6 +129,25 @@ var kinds = map[string]kind{
 			"`docker exec hastack-agent agent backups` for what the store holds; take one by hand " +
 			"with `docker exec hastack-agent agent backup`.",
 	},
+	"BinlogArchiveGap": {
+		severity: SeverityCritical,
+		summary: func(_ map[string]string, host string) string {
+			return fmt.Sprintf("The binlog archive has a hole: some transactions cannot be restored to (%s)", host)
+		},
+		checkFirst: "take a backup now (`docker exec hastack-agent agent backup`): points after it are " +
+			"recoverable again; `docker exec hastack-agent agent backups` shows the recoverable range and " +
+			"the hole. Resolve it by hand once the backup is taken (the archive keeps its hole until retention drops it).",
+	},
+	"BinlogArchiveDiverged": {
+		severity: SeverityWarning,
+		oneShot:  true,
+		summary: func(_ map[string]string, host string) string {
+			return fmt.Sprintf("The binlog archive dropped transactions the new primary does not have (%s)", host)
+		},
+		checkFirst: "nothing is lost that the database kept: after a failover, the archive had the old " +
+			"primary's last transactions, which were never acknowledged; `docker exec hastack-agent agent db status` " +
+			"and `docker logs hastack-agent 2>&1 | grep -i archive | tail`.",
+	},
 	"DrillFailed": {
 		severity: SeverityWarning,
 		summary: func(_ map[string]string, host string) string {

@@ -175,6 +175,21 @@ type Backup struct {
 	S3              S3        `yaml:"s3"`
 	Retention       Retention `yaml:"retention"`
 	Drill           Drill     `yaml:"drill"`
+	Archive         Archive   `yaml:"archive"`
+}
+
+// Archive is the continuous binlog archive, the half of point-in-time recovery after the last
+// dump: `agent run` follows the primary's binary log as a replica does (with the agent's
+// database account, database.user, which needs REPLICATION SLAVE) and stores it beside the
+// dumps in segments, encrypted and signed like them. It needs the database settings and a store.
+type Archive struct {
+	Enabled bool `yaml:"enabled"`
+	// FlushInterval is how long a transaction waits at most before its segment is stored: the
+	// archive's lag, and what a disaster can lose (default 1s).
+	FlushInterval Duration `yaml:"flush_interval"`
+	// ServerID is the archive's replica server id: unique among the servers and their
+	// replicas (the stack's are 1 and 2; default 4001).
+	ServerID uint32 `yaml:"server_id"`
 }
 
 // Drill is the restore drills' schedule: the newest complete backup is restored into a
@@ -309,6 +324,7 @@ func Default() Config {
 			Replica: "db_slave", Primary: "db_master", PasswordFile: "/run/secrets/root_password",
 			S3:        S3{Region: "us-east-1", Prefix: "hastack/"},
 			Retention: Retention{KeepLast: 7, Daily: 7, Weekly: 4, Monthly: 6},
+			Archive:   Archive{FlushInterval: Duration(time.Second), ServerID: 4001},
 		},
 		Database: Database{
 			Failover: "auto", Servers: []string{"db_master", "db_slave"}, Network: "data",

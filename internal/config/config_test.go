@@ -486,6 +486,9 @@ func TestValidate(t *testing.T) {
 		field   string
 	}{
 		{"missing_url", "source.url"},
+		{"archive_server_id", "backup.archive.server_id"},
+		{"archive_flush", "backup.archive.flush_interval"},
+		{"archive_no_store", "backup.archive.enabled"},
 		{"url_scheme", "source.url"},
 		{"url_relative", "source.url"},
 		{"ssh_no_known_hosts", "source.known_hosts_file"},

@@ -97,6 +97,20 @@ func (c Config) Validate() error {
 			bad("backup.time_zone", "%v", err)
 		}
 	}
+	if a := c.Backup.Archive; a.Enabled {
+		if a.FlushInterval < Duration(100*time.Millisecond) || a.FlushInterval > Duration(time.Minute) {
+			bad("backup.archive.flush_interval", "%v: use 100ms to 1m (it is how much a disaster can lose)", a.FlushInterval)
+		}
+		if a.ServerID == 0 || a.ServerID == 1 || a.ServerID == 2 {
+			bad("backup.archive.server_id", "%d: use an id no database server or replica has (the stack's are 1 and 2; default 4001)", a.ServerID)
+		}
+		if c.Backup.S3.Bucket == "" {
+			bad("backup.archive.enabled", "the archive needs a store: set backup.s3.bucket")
+		}
+		if c.Database.Failover == "off" {
+			bad("backup.archive.enabled", "the archive follows the server the database watch names the primary: database.failover must be auto or manual")
+		}
+	}
 	if f := c.Backup.ManifestKeyFile; f != "" && !filepath.IsAbs(f) {
 		bad("backup.manifest_key_file", "%q is relative: use an absolute path (a relative one depends on where the agent runs)", f)
 	}

@@ -156,6 +156,16 @@ func (c *Cluster) wakeup() chan struct{} {
 	return c.wake
 }
 
+// PrimaryAddr is the address of the server the roles name the primary (the first server
+// before any failover): where the binlog archive follows the binary log.
+func (c *Cluster) PrimaryAddr(ctx context.Context) (string, error) {
+	p, _, _, err := c.roles(ctx)
+	if err != nil {
+		return "", err
+	}
+	return p.Addr, nil
+}
+
 // roles returns the primary and the other node, as the roles file names them.
 func (c *Cluster) roles(ctx context.Context) (primary, other *Node, rf RolesFile, err error) {
 	rf, err = c.Roles.Read(ctx)
