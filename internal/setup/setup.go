@@ -99,6 +99,9 @@ func Build(o Options) (Result, error) {
 	c.API.TokenFile = filepath.Join(o.StateDir, "api-token")
 
 	manifestKey := filepath.Join(stack, "secrets", "agent", "manifest_key")
+	// Point-in-time recovery: the binary log archived beside the dumps, unless the operator's
+	// own backup.yml says archive: {enabled: false}.
+	c.Backup.Archive.Enabled = true
 	if custom := filepath.Join(o.StateDir, "backup.yml"); fileExists(custom) {
 		// An off-site store of the operator's own: that file is the whole backup: section.
 		b, err := os.ReadFile(custom)
