@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hastack/hastack/internal/backup"
+	"github.com/hastack/hastack/internal/binlog"
 	"github.com/hastack/hastack/internal/config"
 	"github.com/hastack/hastack/internal/docker"
 	"github.com/hastack/hastack/internal/mariadb"
@@ -43,7 +44,8 @@ MariaDB (root through its socket, or --target-password-file).`
 func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("restore", restoreSynopsis, stderr)
 	configPath := fs.String("config", os.Getenv("HASTACK_AGENT_CONFIG"), "configuration file (env HASTACK_AGENT_CONFIG)")
-	at := fs.String("at", "", `restore the newest complete backup taken at or before this time (RFC 3339, or "2006-01-02 15:04" in backup.time_zone)`)
+	at := fs.String("at", "", `restore the database as it was at this time (RFC 3339, or "2006-01-02 15:04:05" in backup.time_zone): the newest complete backup taken at or before it, then the binlog archive's transactions committed up to it (without an archive: the backup alone)`)
+	toGTID := fs.String("to-gtid", "", "restore the database up to and including this transaction (domain-server-seq): the newest backup before it, then the binlog archive up to it")
 	target := fs.String("target", "primary", `where to restore: primary, new, or a container name`)
 	targetPassword := fs.String("target-password-file", "", "root password file inside the --target container (default: the unix socket)")
 	noSafety := fs.Bool("no-safety-backup", false, "do not back the current database up first")
@@ -56,10 +58,18 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 1 || fs.NArg() == 1 && *at != "" {
-		return usagef("restore: give one backup: an ID, latest, or --at TIME")
+	if fs.NArg() > 1 || fs.NArg() == 1 && (*at != "" || *toGTID != "") || *at != "" && *toGTID != "" {
+		return usagef("restore: give one backup or point: an ID, latest, --at TIME or --to-gtid GTID")
 	}
 	choice := backupChoice{which: fs.Arg(0), at: *at, keyFile: *manifestKey, allowUnsigned: *allowUnsigned}
+	var stop binlog.Stop
+	if *toGTID != "" {
+		g, err := mariadb.ParseGTIDList(*toGTID)
+		if err != nil || len(g) != 1 {
+			return usagef("--to-gtid %q: want one GTID, domain-server-seq (agent backups --archive shows the archive's)", *toGTID)
+		}
+		stop.GTID, choice.beforeGTID = g[0], &g[0]
+	}
 	if err := choice.check(); err != nil {
 		return err
 	}
@@ -79,6 +89,25 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ids, err := loadIdentities(cfg, *identity, m.Encrypted)
 	if err != nil {
 		return err
+	}
+	var replay *replayPlan
+	if *at != "" || *toGTID != "" {
+		if *at != "" {
+			loc, err := backupLocation(cfg)
+			if err != nil {
+				return err
+			}
+			if stop.Time, err = parseTime(*at, loc); err != nil {
+				return usagef("--at %q: %v", *at, err)
+			}
+		}
+		keys, err := loadManifestKeys(cfg, *manifestKey)
+		if err != nil {
+			return err
+		}
+		if replay, err = planReplay(ctx, store, keys, ids, m, stop); err != nil {
+			return err
+		}
 	}
 	engine, err := docker.New()
 	if err != nil {
@@ -100,6 +129,12 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	plan.Auth = e.Auth
+	if replay != nil {
+		plan.Replay = replay
+		plan.Notes = append(plan.Notes, replay.notes()...)
+	} else if *at != "" {
+		plan.Notes = append(plan.Notes, "the binlog archive is empty: the database comes back as backup "+m.ID+" has it, not as it was at "+*at)
+	}
 	if *dryRun {
 		if *asJSON {
 			return writeJSON(stdout, plan)
@@ -132,6 +167,10 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	default:
 		o.Target = mariadb.ContainerServer{Engine: engine, Container: plan.Target, PasswordFile: plan.passwordFile}
 	}
+	if replay != nil {
+		target := o.Target.(mariadb.ContainerServer)
+		o.Replay = func(ctx context.Context) (string, error) { return replay.replay(ctx, target) }
+	}
 	if plan.Replica != "" {
 		o.Replica = mariadb.ContainerServer{Engine: engine, Container: plan.Replica, PasswordFile: cfg.Backup.PasswordFile}
 	}
@@ -152,6 +191,9 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return writeJSON(stdout, rep)
 	}
 	fmt.Fprintf(stdout, "restored %s into %s: %d tables, %d rows, checked", rep.Backup, rep.Target, rep.Tables, rep.Rows)
+	if rep.Replayed != "" {
+		fmt.Fprintf(stdout, "; replayed from the binlog archive: %s", rep.Replayed)
+	}
 	if rep.Replica != "" {
 		fmt.Fprintf(stdout, "; %s caught up (GTID %s) with the same rows", rep.Replica, rep.ReplicaGTID)
 	}
@@ -175,6 +217,7 @@ type restorePlan struct {
 	Databases    []string            `json:"databases"` // dropped and loaded again
 	Auth         backup.Authenticity `json:"auth"`      // what checking the manifest's signature found
 	Notes        []string            `json:"notes,omitempty"`
+	Replay       *replayPlan         `json:"replay,omitempty"` // point-in-time: the archive after the backup
 	passwordFile string
 }
 
@@ -228,6 +271,13 @@ func printPlan(w io.Writer, cfg config.Config, p restorePlan) {
 		fmt.Fprintf(tw, "note\t%s\n", m.Note)
 	}
 	fmt.Fprintf(tw, "manifest\t%s\n", authLine(p.Auth))
+	if r := p.Replay; r != nil {
+		span := "none"
+		if r.Transactions > 0 {
+			span = fmt.Sprintf("%s (%s) .. %s (%s)", r.FirstGTID, r.FirstTime.Local().Format(time.DateTime), r.LastGTID, r.LastTime.Local().Format(time.DateTime))
+		}
+		fmt.Fprintf(tw, "binlog\tup to %s: %d transactions after %s, %s, in %d segments (verified)\n", r.Stop, r.Transactions, orDash(r.From), span, r.Segments)
+	}
 	tw.Flush()
 	fmt.Fprintln(w, "steps:")
 	n := 0
@@ -244,6 +294,9 @@ func printPlan(w io.Writer, cfg config.Config, p restorePlan) {
 	}
 	step("on %s: drop the databases %s, then load the dump; the accounts %s has are kept as they are", p.Target, orDash(strings.Join(p.Databases, ", ")), p.Target)
 	step("check the row count of every table on %s against the backup", p.Target)
+	if p.Replay != nil && p.Replay.Transactions > 0 {
+		step("replay the binlog archive's %d transactions on %s (mariadb-binlog, as new transactions of %s)", p.Replay.Transactions, p.Target, p.Target)
+	}
 	if p.Replica != "" {
 		step("wait for %s to replay the restore (GTID) with both replication threads running, and check its rows", p.Replica)
 	}
@@ -269,15 +322,16 @@ func confirm(w io.Writer, p restorePlan) error {
 
 // backupChoice is which backup a restore or drill wants and how its manifest is checked.
 type backupChoice struct {
-	which, at     string // an ID, "" or "latest"; or a time (restore --at)
-	keyFile       string // --manifest-key; "" for backup.manifest_key_file
+	which, at     string        // an ID, "" or "latest"; or a time (restore --at)
+	beforeGTID    *mariadb.GTID // restore --to-gtid: the newest backup before it
+	keyFile       string        // --manifest-key; "" for backup.manifest_key_file
 	allowUnsigned bool
 }
 
 // check refuses --allow-unsigned without a backup's ID: it trusts the bucket for one backup that
 // someone looked at (agent backups), not for whatever is newest there.
 func (c backupChoice) check() error {
-	if c.allowUnsigned && (c.which == "" || c.which == "latest" || c.at != "") {
+	if c.allowUnsigned && (c.which == "" || c.which == "latest" || c.at != "" || c.beforeGTID != nil) {
 		return usagef("--allow-unsigned needs the ID of the backup to trust (agent backups lists them and their signatures), not latest or --at: " +
 			"whoever can write to the bucket can make an unsigned backup the newest")
 	}
@@ -292,7 +346,16 @@ func chooseAuthenticated(ctx context.Context, cfg config.Config, store *s3store.
 	if err != nil {
 		return backup.Entry{}, err
 	}
-	e, err := chooseBackup(ctx, cfg, store, c.which, c.at)
+	var e backup.Entry
+	if c.beforeGTID != nil {
+		entries, lerr := backup.List(ctx, catalog{store})
+		if lerr != nil {
+			return e, lerr
+		}
+		e, err = pickBackupBefore(entries, *c.beforeGTID)
+	} else {
+		e, err = chooseBackup(ctx, cfg, store, c.which, c.at)
+	}
 	if err != nil {
 		return e, err
 	}

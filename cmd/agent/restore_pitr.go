@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/hastack/hastack/internal/backup"
+	"github.com/hastack/hastack/internal/binlog"
+	"github.com/hastack/hastack/internal/mariadb"
+	"github.com/hastack/hastack/internal/s3store"
+)
+
+// replayPlan is the point-in-time part of a restore: the archived transactions after the dump,
+// up to the point asked for, every segment already verified.
+type replayPlan struct {
+	Stop         string    `json:"stop"`      // the point asked for
+	From         string    `json:"from_gtid"` // the dump's position: replayed after it
+	Transactions int64     `json:"transactions"`
+	FirstGTID    string    `json:"first_gtid,omitempty"`
+	LastGTID     string    `json:"last_gtid,omitempty"`
+	FirstTime    time.Time `json:"first_time,omitzero"`
+	LastTime     time.Time `json:"last_time,omitzero"`
+	Segments     int       `json:"segments"`
+	Bytes        int64     `json:"bytes"`
+	Covered      bool      `json:"covered"` // the archive reaches the stop
+
+	chain *binlog.Chain
+	opts  binlog.ReplayOptions
+}
+
+// planReplay finds the archived transactions after the dump m up to stop and verifies every
+// segment they are in (signature, SHA-256, decryption, checksums): a missing or corrupt one is
+// refused here, before anything is touched. It returns nil when the archive is empty and the
+// stop is a time (the restore is then the dump's, and the plan says so).
+func planReplay(ctx context.Context, store *s3store.Store, keys *backup.ManifestKeys, ids []age.Identity, m backup.Manifest, stop binlog.Stop) (*replayPlan, error) {
+	chain, err := binlog.List(ctx, archiveStore{store}, binlog.ListOptions{Keys: keys})
+	if err != nil {
+		return nil, fmt.Errorf("binlog archive: %w", err)
+	}
+	if len(chain.Segments) == 0 {
+		if stop.GTID != (mariadb.GTID{}) {
+			return nil, errors.New("--to-gtid needs the binlog archive, and it is empty (backup.archive.enabled; agent backups --archive)")
+		}
+		return nil, nil
+	}
+	from, err := binlog.ParsePosition(m.GTID)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: its GTID position %q: %w", m.ID, m.GTID, err)
+	}
+	opts := binlog.ReplayOptions{From: from, Stop: stop, Objects: store, Identities: ids}
+	sel, err := binlog.Select(ctx, chain, opts)
+	if err != nil {
+		return nil, fmt.Errorf("the binlog archive cannot bring backup %s to %s: %w; nothing was touched (agent backups --archive shows the archive's span and holes)", m.ID, stop, err)
+	}
+	if stop.GTID != (mariadb.GTID{}) && !sel.Covered {
+		return nil, fmt.Errorf("GTID %s is not in the binlog archive after backup %s (it ends at %s); nothing was touched", stop.GTID, m.ID, chain.End())
+	}
+	p := &replayPlan{Stop: stop.String(), From: m.GTID, Transactions: sel.Transactions, FirstTime: sel.FirstTime, LastTime: sel.LastTime,
+		Segments: len(sel.Segments), Bytes: sel.Bytes, Covered: sel.Covered, chain: chain, opts: opts}
+	if sel.Transactions > 0 {
+		p.FirstGTID, p.LastGTID = sel.FirstGTID.String(), sel.LastGTID.String()
+	}
+	return p, nil
+}
+
+// notes are what the plan must say about the replay.
+func (p *replayPlan) notes() []string {
+	if p.Covered {
+		return nil
+	}
+	last := "none"
+	if !p.LastTime.IsZero() {
+		last = p.LastTime.Local().Format(time.DateTime)
+	}
+	return []string{fmt.Sprintf("the binlog archive has nothing committed after %s (its last transaction): if the database committed more up to %s, "+
+		"the archive does not have it (it lags about a second, or the archiver was stopped); check agent backups --archive", last, p.Stop)}
+}
+
+// replay applies the plan's transactions on target (mariadb-binlog in its container, then the
+// client); the segments are verified again as they are read.
+func (p *replayPlan) replay(ctx context.Context, target mariadb.ContainerServer) (string, error) {
+	if p.Transactions == 0 {
+		return "no transaction after the backup up to " + p.Stop, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	type written struct {
+		sel binlog.Selection
+		err error
+	}
+	done := make(chan written, 1)
+	go func() {
+		sel, err := binlog.WriteStream(ctx, pw, p.chain, p.opts)
+		pw.CloseWithError(err)
+		done <- written{sel, err}
+	}()
+	applyErr := target.ApplyBinlog(ctx, pr)
+	if applyErr != nil {
+		cancel()
+	}
+	pr.CloseWithError(errors.New("the database stopped reading"))
+	w := <-done
+	switch {
+	case w.err != nil:
+		return "", fmt.Errorf("the binlog archive, while replaying: %w (the replay is incomplete)", w.err)
+	case applyErr != nil:
+		return "", applyErr
+	}
+	return fmt.Sprintf("%d transactions after %s, the last %s committed %s", w.sel.Transactions, p.From,
+		w.sel.LastGTID, w.sel.LastTime.Local().Format(time.DateTime)), nil
+}
+
+// pickBackupBefore chooses the newest complete backup whose GTID position is before target in
+// target's replication domain (restore --to-gtid).
+func pickBackupBefore(entries []backup.Entry, target mariadb.GTID) (backup.Entry, error) {
+	for _, e := range entries { // newest first
+		if !e.Complete || e.Manifest == nil {
+			continue
+		}
+		pos, err := mariadb.ParseGTIDList(e.Manifest.GTID)
+		if err != nil {
+			continue
+		}
+		var seq uint64
+		for _, g := range pos {
+			if g.Domain == target.Domain {
+				seq = max(seq, g.Seq)
+			}
+		}
+		if seq < target.Seq {
+			return e, nil
+		}
+	}
+	return backup.Entry{}, fmt.Errorf("no complete backup before GTID %s (agent backups lists them)", target)
+}
