@@ -139,6 +139,7 @@ func TestStack(t *testing.T) {
 		{"agent backup dumps the replica to a real S3 store, readable by other tools", testBackupToS3},
 		{"the bundled object store takes a backup and a restore drill", testBundledObjectStore},
 		{"agent restore refuses corrupt and truncated backups and brings a dropped table back", testRestore},
+		{"agent restore --at the second before a DROP brings back exactly the rows committed until then (binlog archive)", testPointInTimeRestore},
 		{"a backup whose store goes away mid-upload fails and leaves no manifest", testBackupStoreUnreachable},
 		{"stopping web1 fires the backend alert to Slack and e-mail; starting it resolves it", testBackendAlert},
 		{"stopping the replica's SQL thread fires the replication alert", testReplicationAlert},

@@ -43,7 +43,10 @@ Usage:
   agent diff   [--addr ADDR] [COMMIT]     show which services COMMIT (default: the source's) would change
   agent backup [--config FILE] [--json]   back the database up to S3 now (dump on the replica, zstd, manifest)
   agent backups [--config FILE] [--json]  list the backups in S3, complete or not
-  agent restore [flags] [ID|latest]       verify a backup, then restore it (safety backup first; --dry-run, --target)
+  agent restore [flags] [ID|latest]       verify a backup, then restore it (safety backup first; --dry-run, --target;
+                                          --at TIME or --to-gtid GTID: replay the binlog archive up to that point)
+  agent archive [--config FILE]           run the binlog archive in the foreground (agent run does with
+                                          backup.archive.enabled)
   agent drill   [--config FILE] [ID]      restore a backup into a throw-away container and compare it with its manifest
   agent db     status|switchover|failover|reseed|watch  the database pair's roles and failover (agent db --help)
   agent help                              this text
@@ -86,6 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRestore(ctx, args[1:], stdout, stderr)
 	case "drill":
 		err = cmdDrill(ctx, args[1:], stdout, stderr)
+	case "archive":
+		err = cmdArchive(ctx, args[1:], stdout, stderr)
 	case "db":
 		err = cmdDB(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
