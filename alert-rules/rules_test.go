@@ -77,6 +77,8 @@ var knownMetrics = map[string]string{
 	"hastack_agent_drifted_services":                      "source",
 	"hastack_agent_alert_firing":                          "source",
 	"hastack_agent_backup_failures_total":                 "source",
+	"hastack_binlog_archive_at_risk_seconds":              "source",
+	"hastack_binlog_archive_connected":                    "source",
 	"hastack_agent_backup_last_success_timestamp_seconds": "source",
 	"hastack_agent_drill_failures_total":                  "source",
 	"hastack_agent_drill_last_success_timestamp_seconds":  "source",
