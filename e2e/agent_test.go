@@ -730,6 +730,9 @@ func TestAgentRollsOutWebChange(t *testing.T) {
 		deployed.Round(time.Millisecond), res.Requests, res.RequestsPerSecond(), res.Percentile(0.99), res.Served, len(res.Failures))
 	last := st.History[len(st.History)-1]
 	t.Logf("deploy of v2: %s, recreated %v", last.Outcome, last.Recreated)
+	if b, err := os.ReadFile(a.log.Name()); err == nil {
+		t.Logf("the agent's plans:\n%s", grepLines(string(b), "msg=plan"))
+	}
 	if last.Outcome != "deployed" {
 		t.Fatalf("deploy outcome %s: %s", last.Outcome, last.Reason)
 	}

@@ -561,6 +561,14 @@ func (r *Reconciler) applyRelease(ctx context.Context, stack Stack, commit strin
 		return plan, false, err
 	}
 	plan = MakePlan(services, running)
+	if len(plan.Changes) > 0 {
+		// Why each service is recreated: the history keeps the names only.
+		changes := make([]string, len(plan.Changes))
+		for i, c := range plan.Changes {
+			changes[i] = c.Service + ": " + c.Reason
+		}
+		r.log.Info("plan", "commit", short(commit), "changes", changes)
+	}
 	// Only the images of the services the plan recreates are built: building every image of
 	// the stack (cached or not) holds both cores of a small host for a minute, and the
 	// running services' health probes starve meanwhile.
