@@ -123,6 +123,18 @@ func newestDumpPosition(ctx context.Context, store *s3store.Store) (binlog.Posit
 // runArchive runs the binlog archive until ctx ends; a store it cannot open yet is tried again
 // every 30 s.
 func runArchive(ctx context.Context, cfg config.Config, cluster *atomic.Pointer[failover.Cluster], events *alerts.Logger, reg prometheus.Registerer, log *slog.Logger) {
+	// The database watch finds the servers (a first deploy may take minutes): until then the
+	// archive has no primary to follow, and no metrics that would say it is behind.
+	for waited := false; cluster.Load() == nil; waited = true {
+		if !waited {
+			log.Info("binlog archive: waiting for the database watch to find the servers")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 	for {
 		a, err := newArchiver(ctx, cfg, cluster, events, reg, log)
 		if err == nil {
