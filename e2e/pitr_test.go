@@ -23,17 +23,23 @@ type archiveSpan struct {
 	Rejected int               `json:"rejected"`
 }
 
-// testPointInTimeRestore: the binlog archive runs (`agent archive`, killed and started again
-// in the middle of the writes); a writer commits rows with their commit times; a table is
-// dropped; `agent restore --at` the second before brings back exactly the rows committed up to
-// then, on the primary and the replica; `--to-gtid` likewise; a corrupt segment is refused,
-// named, before the database is touched.
-func testPointInTimeRestore(t *testing.T, ctx context.Context) {
-	b := newBackupSetup(t)
-	dir := t.TempDir()
-	b.config = filepath.Join(dir, "agent.yml")
-	os.WriteFile(filepath.Join(dir, "s3.secret"), []byte(s3Secret+"\n"), 0o600)
-	if err := os.WriteFile(b.config, []byte(fmt.Sprintf(`source: {url: /nonexistent}
+// archiveSetup is a backup store, an agent configuration with the archive on, and the archive
+// run as `agent archive` (killed at the end of the test).
+type archiveSetup struct {
+	backupSetup
+	t   *testing.T
+	ctx context.Context
+	bin string
+	dir string
+	cmd *exec.Cmd
+}
+
+func newArchiveSetup(t *testing.T, ctx context.Context) *archiveSetup {
+	t.Helper()
+	a := &archiveSetup{backupSetup: newBackupSetup(t), t: t, ctx: ctx, bin: buildAgent(t), dir: t.TempDir()}
+	a.config = filepath.Join(a.dir, "agent.yml")
+	os.WriteFile(filepath.Join(a.dir, "s3.secret"), []byte(s3Secret+"\n"), 0o600)
+	if err := os.WriteFile(a.config, []byte(fmt.Sprintf(`source: {url: /nonexistent}
 compose: {project: %s}
 state_dir: %s
 alerts: {alertmanager_url: "http://127.0.0.1:%s"}
@@ -46,56 +52,76 @@ backup:
 database:
   password_file: %s
   repl_password_file: %s
-`, project, filepath.Join(dir, "state"), alertmgrPort, c("db_slave"), c("db_master"), b.keyFile, b.endpoint, s3Access,
-		filepath.Join(dir, "s3.secret"), filepath.Join(st.dir, "secrets/db/agent_password"), filepath.Join(st.dir, "secrets/db/repl_password"))), 0o600); err != nil {
+`, project, filepath.Join(a.dir, "state"), alertmgrPort, c("db_slave"), c("db_master"), a.keyFile, a.endpoint, s3Access,
+		filepath.Join(a.dir, "s3.secret"), filepath.Join(st.dir, "secrets/db/agent_password"), filepath.Join(st.dir, "secrets/db/repl_password"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := buildAgent(t)
-	startArchive := func() *exec.Cmd {
-		logf, err := os.OpenFile(filepath.Join(dir, "archive.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, "archive", "--config", b.config, "--log-format", "text")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { cmd.Wait(); logf.Close() }()
-		return cmd
-	}
-	archiver := startArchive()
 	t.Cleanup(func() {
-		archiver.Process.Kill()
+		if a.cmd != nil {
+			a.cmd.Process.Kill()
+		}
 		if t.Failed() {
-			out, _ := os.ReadFile(filepath.Join(dir, "archive.log"))
+			out, _ := os.ReadFile(filepath.Join(a.dir, "archive.log"))
 			t.Logf("agent archive log:\n%s", tail(string(out), 40))
 		}
 	})
-	span := func() archiveSpan {
-		t.Helper()
-		out, err := exec.CommandContext(ctx, bin, "backups", "--archive", "--json", "--config", b.config).Output()
-		var s archiveSpan
-		if err != nil || json.Unmarshal(out, &s) != nil {
-			t.Fatalf("agent backups --archive --json: %v\n%s", err, out)
-		}
-		return s
+	return a
+}
+
+// start starts `agent archive` (its log appended to archive.log).
+func (a *archiveSetup) start() *exec.Cmd {
+	logf, err := os.OpenFile(filepath.Join(a.dir, "archive.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		a.t.Fatal(err)
 	}
-	// Archived up to the primary's position (a second or so after its commit).
-	caughtUp := func() archiveSpan {
-		t.Helper()
-		var s archiveSpan
-		pos := st.rootSQL(t, ctx, "db_master", "SELECT @@GLOBAL.gtid_binlog_pos")
-		if err := eventually(30*time.Second, 500*time.Millisecond, func() error {
-			if s = span(); s.To != pos {
-				return fmt.Errorf("the archive ends at %q, the primary at %q", s.To, pos)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return s
+	cmd := exec.Command(a.bin, "archive", "--config", a.config, "--log-format", "text")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		a.t.Fatal(err)
 	}
+	go func() { cmd.Wait(); logf.Close() }()
+	a.cmd = cmd
+	return cmd
+}
+
+// span is `agent backups --archive --json`.
+func (a *archiveSetup) span() archiveSpan {
+	a.t.Helper()
+	out, err := exec.CommandContext(a.ctx, a.bin, "backups", "--archive", "--json", "--config", a.config).Output()
+	var s archiveSpan
+	if err != nil || json.Unmarshal(out, &s) != nil {
+		a.t.Fatalf("agent backups --archive --json: %v\n%s", err, out)
+	}
+	return s
+}
+
+// caughtUp waits until the archive ends where the primary's binary log does (a second or so
+// after its last commit).
+func (a *archiveSetup) caughtUp(primary string) archiveSpan {
+	a.t.Helper()
+	var s archiveSpan
+	pos := st.rootSQL(a.t, a.ctx, primary, "SELECT @@GLOBAL.gtid_binlog_pos")
+	if err := eventually(30*time.Second, 500*time.Millisecond, func() error {
+		if s = a.span(); s.To != pos {
+			return fmt.Errorf("the archive ends at %q, the primary %s at %q", s.To, primary, pos)
+		}
+		return nil
+	}); err != nil {
+		a.t.Fatal(err)
+	}
+	return s
+}
+
+// testPointInTimeRestore: the binlog archive runs (`agent archive`, killed and started again
+// in the middle of the writes); a writer commits rows with their commit times; a table is
+// dropped; `agent restore --at` the second before brings back exactly the rows committed up to
+// then, on the primary and the replica; `--to-gtid` likewise; a corrupt segment is refused,
+// named, before the database is touched.
+func testPointInTimeRestore(t *testing.T, ctx context.Context) {
+	a := newArchiveSetup(t, ctx)
+	b := a.backupSetup
+	archiver := a.start()
+	caughtUp := func() archiveSpan { t.Helper(); return a.caughtUp("db_master") }
 
 	st.rootSQL(t, ctx, "db_master", "CREATE TABLE app.pitr (id INT PRIMARY KEY AUTO_INCREMENT, v INT, at DATETIME(6)) ENGINE=InnoDB")
 	base := b.backup(t, ctx)
@@ -132,7 +158,7 @@ database:
 	rows = append(rows, write(30)...)
 	archiver.Process.Kill() // SIGKILL: no chance to store what it holds
 	rows = append(rows, write(30)...)
-	archiver = startArchive()
+	a.start()
 	rows = append(rows, write(30)...)
 	s := caughtUp()
 	if len(s.Holes) != 0 || s.Rejected != 0 {
@@ -224,4 +250,82 @@ database:
 		t.Errorf("a refused restore changed app.pitr: %s rows, %s before", got, before)
 	}
 	st.rootSQL(t, ctx, "db_master", "DROP TABLE IF EXISTS app.pitr")
+}
+
+// testArchiveAcrossFailover: the archive runs while writers load the page and the primary is
+// killed; the watch fails over; the archive follows the new primary by GTID. Then a restore of
+// the backup taken before, replayed to the new primary's last transaction into a fresh
+// container, holds exactly what the new primary holds: nothing was lost from the archive, and
+// nothing it has is foreign to the database.
+func testArchiveAcrossFailover(t *testing.T, ctx context.Context) {
+	w := startDBWatch(t)
+	if rep := w.waitSettled(t, ctx, 2*time.Minute); rep.primary() != "db_master" {
+		t.Fatalf("before the fault the primary is %s, want db_master", rep.primary())
+	}
+	defer w.restorePair(t, ctx)
+	a := newArchiveSetup(t, ctx)
+	base := a.backup(t, ctx)
+	a.start()
+	a.caughtUp("db_master")
+
+	lctx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	var wr writers
+	wwg := wr.run(lctx, 2)
+	time.Sleep(3 * time.Second)
+	kill := dbFaults()[0] // killed: the fault that can leave an unacknowledged write behind
+	kill.inject(t, ctx, "db_master")
+	if err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+		r, err := w.status(ctx)
+		if err != nil {
+			return err
+		}
+		if p := r.primary(); p != "db_slave" {
+			return fmt.Errorf("the primary is %s", p)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second) // writes on the new primary
+	stopLoad()
+	wwg.Wait()
+	rep, reseeded := w.settleOrReseed(t, ctx, "db_master", kill.mayDiverge)
+	s := a.caughtUp(rep.primary())
+	if len(s.Holes) != 0 || s.Rejected != 0 {
+		t.Errorf("after the failover the archive has %d holes and %d rejected segments", len(s.Holes), s.Rejected)
+	}
+	last := s.To[strings.LastIndex(s.To, ",")+1:]
+	out, err := a.agent(t, ctx, "restore", "--target", "new", "--to-gtid", last, "--yes", "--json")
+	if err != nil {
+		t.Fatalf("restore --target new --to-gtid %s: %v\n%s", last, err, out)
+	}
+	var r struct {
+		Target   string `json:"target"`
+		Replayed string `json:"replayed"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &r); err != nil {
+		t.Fatalf("restore --json: %v\n%s", err, out)
+	}
+	defer exec.Command("docker", "rm", "-fv", r.Target).Run()
+	sum := func(container string) string {
+		out, err := st.run(ctx, "docker", "exec", container, "sh", "-c",
+			`mariadb -N -B -e "SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', id, server, client))), 0) FROM app.visits"`)
+		if err != nil {
+			t.Fatalf("%s: %v", container, err)
+		}
+		return strings.TrimSpace(out)
+	}
+	primary := strings.TrimSpace(st.rootSQL(t, ctx, rep.primary(), "SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', id, server, client))), 0) FROM app.visits"))
+	if got := sum(r.Target); got != primary {
+		t.Errorf("the backup %s plus the archive up to %s holds app.visits (rows, checksum) %s; the new primary %s holds %s", base.ID, last, got, rep.primary(), primary)
+	}
+	t.Logf("failover under load (%d writes acknowledged, old primary re-seeded: %v): backup %s + archive to %s = the new primary's app.visits (%s); %s",
+		len(wr.acked), reseeded, base.ID, last, primary, r.Replayed)
+
+	// db_master the primary again, as the later steps expect.
+	if out, err := w.cli(ctx, "switchover"); err != nil {
+		t.Fatalf("agent db switchover: %v\n%s", err, out)
+	}
+	w.waitSettled(t, ctx, 2*time.Minute)
 }

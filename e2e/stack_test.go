@@ -134,6 +134,7 @@ func TestStack(t *testing.T) {
 		{"no failed or slow request when web1 stops, dies, hangs or is cut off under load", testWebFaultsUnderLoad},
 		{"the replica stopped, killed, hung or cut off under load: no failed request, p99 within 200 ms of no fault", testReplicaLossUnderLoad},
 		{"the primary killed, stopped, hung or cut off under load: automatic failover, no acknowledged write lost, reads never fail; switchover back", testPrimaryFailover},
+		{"the binlog archive follows a failover under load: backup + archive = the new primary", testArchiveAcrossFailover},
 		{"a user's own certificate in nginx/ssl is used", testUserCertificate},
 		{"a replica with a wiped volume re-seeds and catches up", testReplicaReseed},
 		{"agent backup dumps the replica to a real S3 store, readable by other tools", testBackupToS3},

@@ -112,7 +112,11 @@ func (p *replayPlan) replay(ctx context.Context, target mariadb.ContainerServer)
 	case applyErr != nil:
 		return "", applyErr
 	}
-	return fmt.Sprintf("%d transactions after %s, the last %s committed %s", w.sel.Transactions, p.From,
+	from := p.From
+	if from == "" {
+		from = "the backup (taken before any transaction)"
+	}
+	return fmt.Sprintf("%d transactions after %s, the last %s committed %s", w.sel.Transactions, from,
 		w.sel.LastGTID, w.sel.LastTime.Local().Format(time.DateTime)), nil
 }
 
