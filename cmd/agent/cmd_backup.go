@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/hastack/hastack/internal/backup"
+	"github.com/hastack/hastack/internal/binlog"
 	"github.com/hastack/hastack/internal/config"
 	"github.com/hastack/hastack/internal/docker"
 	"github.com/hastack/hastack/internal/s3store"
@@ -65,8 +67,11 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(tw, "signed\tNO: set backup.manifest_key_file, or restores and drills of this backup need --allow-unsigned\n")
 	}
 	fmt.Fprintf(tw, "took\t%s\n", m.Finished.Sub(m.Started).Round(1e6))
-	if len(pruned) > 0 {
-		fmt.Fprintf(tw, "pruned\t%s (backup.retention)\n", strings.Join(pruned, ", "))
+	if len(pruned.Backups) > 0 {
+		fmt.Fprintf(tw, "pruned\t%s (backup.retention)\n", strings.Join(pruned.Backups, ", "))
+	}
+	if pruned.Segments > 0 {
+		fmt.Fprintf(tw, "pruned archive\t%d binlog segments, %s (binlog retention: docs/backup.md)\n", pruned.Segments, humanBytes(pruned.SegmentBytes))
 	}
 	tw.Flush()
 	names := slices.Collect(maps.Keys(m.UserTables()))
@@ -111,23 +116,36 @@ func parseRecipients(keys []string) ([]age.Recipient, error) {
 	return recipients, nil
 }
 
+// pruneReport is what applying the retention policies after a backup deleted.
+type pruneReport struct {
+	Backups      []string // ids of the backups deleted (backup.retention)
+	Segments     int      // binlog archive segments deleted (binlog.Retention)
+	SegmentBytes int64    // their size
+}
+
+// LogValue logs it as a group: backups, binlog_segments, binlog_bytes.
+func (p pruneReport) LogValue() slog.Value {
+	return slog.GroupValue(slog.Any("backups", p.Backups), slog.Int("binlog_segments", p.Segments), slog.Int64("binlog_bytes", p.SegmentBytes))
+}
+
 // doBackup takes one backup as configured and, when prune is set, applies the retention
-// policy. It returns the manifest and the ids pruned.
-func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, prune bool, note string) (backup.Manifest, []string, error) {
+// policy to the backups, then the binlog archive's retention (pruneArchive). It returns the
+// manifest and what was pruned.
+func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, prune bool, note string) (backup.Manifest, pruneReport, error) {
 	cfg = followRoles(ctx, cfg, engine)
 	recipients, err := parseRecipients(cfg.Backup.AgeRecipients)
 	if err != nil {
-		return backup.Manifest{}, nil, err
+		return backup.Manifest{}, pruneReport{}, err
 	}
 	// A configured key that cannot be read fails the backup: an unsigned backup would be
 	// refused by the restore that needs it.
 	keys, err := loadManifestKeys(cfg, "")
 	if err != nil {
-		return backup.Manifest{}, nil, err
+		return backup.Manifest{}, pruneReport{}, err
 	}
 	store, err := openStore(ctx, cfg)
 	if err != nil {
-		return backup.Manifest{}, nil, err
+		return backup.Manifest{}, pruneReport{}, err
 	}
 	m, err := backup.Run(ctx, backup.Options{Replica: cfg.Backup.Replica, Primary: cfg.Backup.Primary,
 		PasswordFile: cfg.Backup.PasswordFile, Recipients: recipients, Keys: keys, AgentVersion: version, Note: note,
@@ -136,23 +154,64 @@ func doBackup(ctx context.Context, cfg config.Config, engine *docker.Client, pru
 			return len(objs) > 0, err
 		}}, dockerDB{engine}, store)
 	if err != nil || !prune {
-		return m, nil, err
+		return m, pruneReport{}, err
 	}
 	loc, err := backupLocation(cfg)
 	if err != nil {
-		return m, nil, err
+		return m, pruneReport{}, err
 	}
 	r := cfg.Backup.Retention
+	now := time.Now()
 	dec, err := backup.Prune(ctx, catalog{store}, store, backup.Policy{KeepLast: r.KeepLast, Daily: r.Daily, Weekly: r.Weekly, Monthly: r.Monthly},
-		time.Now(), loc)
+		now, loc)
 	if err != nil {
-		return m, nil, fmt.Errorf("backup %s done, but pruning failed: %w", m.ID, err)
+		return m, pruneReport{}, fmt.Errorf("backup %s done, but pruning failed: %w", m.ID, err)
 	}
-	var pruned []string
+	var p pruneReport
 	for _, b := range dec.Delete {
-		pruned = append(pruned, b.ID)
+		p.Backups = append(p.Backups, b.ID)
 	}
-	return m, pruned, nil
+	segs, err := pruneArchive(ctx, catalog{store}, archiveStore{store}, store, keys, now)
+	for _, s := range segs {
+		p.Segments++
+		p.SegmentBytes += s.Bytes
+	}
+	if err != nil {
+		return m, p, fmt.Errorf("backup %s done, but pruning the binlog archive failed: %w", m.ID, err)
+	}
+	return m, p, nil
+}
+
+// pruneArchive applies the binlog archive's retention after the backups' (binlog.Retention):
+// it deletes the segments that no kept complete backup needs to reach any point after it, the
+// superseded ones and the leftovers of failed writes. An empty archive costs one LIST. It
+// returns the segments deleted, also on an error.
+func pruneArchive(ctx context.Context, dumps, archive backup.Catalog, d binlog.Deleter, keys *backup.ManifestKeys, now time.Time) ([]binlog.Deletion, error) {
+	// Without a manifest key the archiver accepts unsigned segments: so does retention, or it
+	// would see the whole archive as rejected.
+	chain, err := binlog.List(ctx, archive, binlog.ListOptions{Keys: keys, AllowUnsigned: keys == nil})
+	if err != nil {
+		return nil, err
+	}
+	if len(chain.Segments) == 0 && len(chain.Rejected) == 0 {
+		return nil, nil
+	}
+	entries, err := backup.List(ctx, dumps)
+	if err != nil {
+		return nil, err
+	}
+	var kept []binlog.Position
+	for _, e := range entries {
+		if !e.Complete || e.Manifest == nil {
+			continue
+		}
+		p, err := binlog.ParsePosition(e.Manifest.GTID)
+		if err != nil {
+			return nil, fmt.Errorf("backup %s: %w", e.ID, err)
+		}
+		kept = append(kept, p)
+	}
+	return binlog.Prune(ctx, d, binlog.Retention(chain, kept, now))
 }
 
 func backupLocation(cfg config.Config) (*time.Location, error) {

@@ -107,7 +107,7 @@ type archiveSpanReport struct {
 
 // archiveSpan reads the binlog archive's chain.
 func archiveSpan(ctx context.Context, store *s3store.Store, keys *backup.ManifestKeys) (archiveSpanReport, error) {
-	chain, err := binlog.List(ctx, archiveStore{store}, binlog.ListOptions{Keys: keys})
+	chain, err := binlog.List(ctx, archiveStore{store}, binlog.ListOptions{Keys: keys, AllowUnsigned: keys == nil})
 	if err != nil {
 		return archiveSpanReport{}, fmt.Errorf("binlog archive: %w", err)
 	}

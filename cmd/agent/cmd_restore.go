@@ -105,7 +105,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		if replay, err = planReplay(ctx, store, keys, ids, m, stop); err != nil {
+		if replay, err = planReplay(ctx, store, keys, *allowUnsigned, ids, m, stop); err != nil {
 			return err
 		}
 	}

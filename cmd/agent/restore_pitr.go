@@ -37,8 +37,12 @@ type replayPlan struct {
 // segment they are in (signature, SHA-256, decryption, checksums): a missing or corrupt one is
 // refused here, before anything is touched. It returns nil when the archive is empty and the
 // stop is a time (the restore is then the dump's, and the plan says so).
-func planReplay(ctx context.Context, store *s3store.Store, keys *backup.ManifestKeys, ids []age.Identity, m backup.Manifest, stop binlog.Stop) (*replayPlan, error) {
-	chain, err := binlog.List(ctx, archiveStore{store}, binlog.ListOptions{Keys: keys})
+//
+// Unsigned segments are used as unsigned backups are: only when the operator said so
+// (allowUnsigned: --allow-unsigned names the backup to trust), or when no manifest key is
+// configured at all (then nothing is signed, and the backup itself needed --allow-unsigned).
+func planReplay(ctx context.Context, store *s3store.Store, keys *backup.ManifestKeys, allowUnsigned bool, ids []age.Identity, m backup.Manifest, stop binlog.Stop) (*replayPlan, error) {
+	chain, err := binlog.List(ctx, archiveStore{store}, binlog.ListOptions{Keys: keys, AllowUnsigned: allowUnsigned})
 	if err != nil {
 		return nil, fmt.Errorf("binlog archive: %w", err)
 	}

@@ -24,14 +24,17 @@ import (
 
 // The binlog archive's benchmark (scripts/bench-archive): against a real MariaDB 11.8, with the
 // archiver in this process and its segments in memory (the store's latency is not part of it),
+//
 //  1. the archive's lag under 500 writes a second, from each commit to its segment stored, with
 //     the flush interval (the lag it is built for) as the baseline;
+//
 //  2. the memory the archiver adds to this process (RSS and Go heap, sampled every 100 ms);
+//
 //  3. replay: the agent's way (WriteStream, then mariadb-binlog in the container and the client,
 //     as agent restore --at does it) against mariadb-binlog FILE | mariadb inside the container,
 //     the same transactions into two fresh servers.
 //
-//	scripts/bench-archive      (WRITES_PER_SECOND, SECONDS, REPLAY_ROWS to change the load)
+//     scripts/bench-archive      (WRITES_PER_SECOND, SECONDS, REPLAY_ROWS to change the load)
 func TestArchiveBenchmark(t *testing.T) {
 	requireImage(t)
 	ctx := context.Background()
@@ -185,4 +188,3 @@ func heapKiB() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse >> 10)
 }
-
