@@ -538,6 +538,10 @@ func stepTitle(step string) string {
 		return "loading"
 	case "check":
 		return "checking row counts"
+	case "replay":
+		return "replaying the binlog archive"
+	case "archive":
+		return "verifying the binlog archive"
 	case "replica":
 		return "waiting for the replica"
 	}

@@ -300,14 +300,14 @@ func newDrillScheduler(cfg config.Config, engine *docker.Client, events *alerts.
 		return nil, &config.FieldError{Field: "backup.time_zone", Problem: err.Error()}
 	}
 	job := func(ctx context.Context) error {
-		rep, err := doDrill(ctx, cfg, engine, "latest", "", nil)
+		rep, err := doDrill(ctx, cfg, engine, nil)
 		if err != nil {
 			events.Event(ctx, "DrillFailed", true, nil, fmt.Sprintf("restore drill failed: %v", err))
 			return err
 		}
 		m.Drilled(rep)
 		events.Event(ctx, "DrillFailed", false, nil, "")
-		log.Info("restore drill passed", "backup", rep.Backup, "tables", rep.Tables, "rows", rep.Rows, "took", rep.Took)
+		log.Info("restore drill passed", drillLogAttrs(rep)...)
 		return nil
 	}
 	s, err := backup.NewScheduler(cfg.Backup.Drill.Schedule, loc, job, m, log.With("component", "drill"))

@@ -1,0 +1,153 @@
+package binlog
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hastack/hastack/internal/backup"
+)
+
+// DrillReplay is the point-in-time part of a restore drill (backup.DrillReplay): the archive's
+// transactions after o.From committed up to point. Its Expect tallies them (Tally: every segment
+// verified, nothing applied); its Apply writes the same stream to apply, which runs it on the
+// scratch server (mariadb.ContainerServer.ApplyBinlog), and tallies what it wrote.
+func DrillReplay(c *Chain, o ReplayOptions, point time.Time, apply func(ctx context.Context, stream io.Reader) error) *backup.DrillReplay {
+	o.Stop = Stop{Time: point}
+	return &backup.DrillReplay{
+		Point: point,
+		Expect: func(ctx context.Context) (backup.ArchiveChanges, error) {
+			_, ch, err := Tally(ctx, c, o)
+			return ch, err
+		},
+		Apply: func(ctx context.Context) (backup.ArchiveChanges, error) { return applyTallied(ctx, c, o, apply) },
+	}
+}
+
+// applyTallied streams the replay into apply and tallies it.
+func applyTallied(ctx context.Context, c *Chain, o ReplayOptions, apply func(ctx context.Context, stream io.Reader) error) (backup.ArchiveChanges, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	type written struct {
+		changes backup.ArchiveChanges
+		err     error
+	}
+	done := make(chan written, 1)
+	go func() {
+		_, ch, err := WriteStreamTally(ctx, pw, c, o)
+		pw.CloseWithError(err)
+		done <- written{ch, err}
+	}()
+	in := bufio.NewReader(pr)
+	var applyErr error
+	if _, err := in.Peek(1); err == nil {
+		applyErr = apply(ctx, in)
+	} // else: nothing to replay (no transaction), or the archive failed: said below
+	if applyErr != nil {
+		cancel()
+	}
+	pr.CloseWithError(errStoppedReading)
+	w := <-done
+	// The stream's error is the cause unless it comes from the database having stopped.
+	archiveFailed := w.err != nil && !errors.Is(w.err, errStoppedReading) && !(applyErr != nil && errors.Is(w.err, context.Canceled))
+	switch {
+	case archiveFailed:
+		return w.changes, fmt.Errorf("the binlog archive, while replaying: %w (the replay is incomplete)", w.err)
+	case applyErr != nil:
+		return w.changes, applyErr
+	case w.err != nil:
+		return w.changes, errors.New("the database stopped reading the binlog stream before its end (the replay is incomplete)")
+	}
+	return w.changes, nil
+}
+
+var errStoppedReading = errors.New("the database stopped reading")
+
+// DrillWindow is the time a point-in-time restore can reach with the backups and the archive
+// at hand: from the oldest complete backup whose GTID position the archive replays from without
+// a hole, to the archive's last transaction.
+type DrillWindow struct {
+	From, To time.Time
+	Oldest   string // that backup's ID
+}
+
+// NewDrillWindow finds the window of entries (complete backups among them) and c.
+func NewDrillWindow(entries []backup.Entry, c *Chain) (DrillWindow, error) {
+	var w DrillWindow
+	for _, e := range entries {
+		if !e.Complete || e.Manifest == nil {
+			continue
+		}
+		p, err := ParsePosition(e.Manifest.GTID)
+		if err != nil || !c.ReplayableFrom(p) {
+			continue
+		}
+		if w.Oldest == "" || e.Manifest.Started.Before(w.From) {
+			w.From, w.Oldest = e.Manifest.Started, e.ID
+		}
+	}
+	if w.Oldest == "" {
+		return w, errors.New("no complete backup has a GTID position from which the binlog archive replays without a hole (agent backups --archive shows the archive's span and holes)")
+	}
+	w.To = c.lastCommit()
+	if w.To.Before(w.From) {
+		w.To = w.From // nothing committed since: the window is the backup's time
+	}
+	return w, nil
+}
+
+// Random returns a whole second of the window drawn uniformly at random; n(k) returns a number
+// in [0, k) (math/rand/v2's Int64N).
+func (w DrillWindow) Random(n func(int64) int64) time.Time {
+	lo := w.From.Truncate(time.Second)
+	if lo.Before(w.From) {
+		lo = lo.Add(time.Second)
+	}
+	hi := w.To.Truncate(time.Second)
+	if hi.Before(lo) {
+		return w.To
+	}
+	return lo.Add(time.Duration(n(int64(hi.Sub(lo)/time.Second)+1)) * time.Second)
+}
+
+// ReplayableFrom says whether the archive can replay from p to its end: a segment holds p, and
+// no hole follows it (as a replay finds it; the transactions are checked when it reads them).
+func (c *Chain) ReplayableFrom(p Position) bool {
+	segs := c.Segments
+	first := -1
+	for i := len(segs) - 1; i >= 0; i-- {
+		if p.Within(segs[i].Manifest.Start, segs[i].End()) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return false
+	}
+	for j := first + 1; j < len(segs); j++ {
+		if !segs[j-1].End().Equal(segs[j].Manifest.Start) {
+			return false
+		}
+	}
+	return true
+}
+
+// lastCommit is the commit time of the archive's last transaction (of a transaction near it, if
+// its last segment with transactions was cut); zero without transactions.
+func (c *Chain) lastCommit() time.Time {
+	for i := len(c.Segments) - 1; i >= 0; i-- {
+		s := c.Segments[i]
+		switch {
+		case s.Manifest.Empty():
+			continue
+		case s.Until == nil:
+			return s.Manifest.LastTime
+		}
+		return s.Manifest.FirstTime // its first transaction is used: Until is after its start
+	}
+	return time.Time{}
+}
