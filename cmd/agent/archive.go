@@ -72,6 +72,7 @@ func newArchiver(ctx context.Context, cfg config.Config, cluster *atomic.Pointer
 		start = &pos
 		log.Info("binlog archive: an empty archive starts after the newest backup", "backup", id, "gtid", pos.String())
 	}
+	var stalled atomic.Bool // BinlogArchiveStalled fires until a segment is stored again
 	a, err := binlog.New(binlog.Options{
 		Address: func(ctx context.Context) (string, error) {
 			cl := cluster.Load()
@@ -94,7 +95,15 @@ func newArchiver(ctx context.Context, cfg config.Config, cluster *atomic.Pointer
 			case binlog.ProblemDivergence:
 				events.Event(context.WithoutCancel(ctx), "BinlogArchiveDiverged", true, nil, p.Message)
 			default:
-				log.Warn("binlog archive: " + p.Message)
+				// The server is behind the archive, or diverged beyond what the archive
+				// steps back over: it stopped, and someone must decide (docs/backup.md).
+				stalled.Store(true)
+				events.Event(context.WithoutCancel(ctx), "BinlogArchiveStalled", true, nil, p.Message)
+			}
+		},
+		OnSegment: func(binlog.Manifest) {
+			if stalled.CompareAndSwap(true, false) {
+				events.Event(context.WithoutCancel(ctx), "BinlogArchiveStalled", false, nil, "")
 			}
 		},
 	})

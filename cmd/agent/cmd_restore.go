@@ -81,33 +81,48 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	e, err := chooseAuthenticated(ctx, cfg, store, choice)
-	if err != nil {
-		return err
+	if *at != "" {
+		loc, err := backupLocation(cfg)
+		if err != nil {
+			return err
+		}
+		if stop.Time, err = parseTime(*at, loc); err != nil {
+			return usagef("--at %q: %v", *at, err)
+		}
 	}
-	m := *e.Manifest
-	ids, err := loadIdentities(cfg, *identity, m.Encrypted)
-	if err != nil {
-		return err
-	}
-	var replay *replayPlan
-	if *at != "" || *toGTID != "" {
-		if *at != "" {
-			loc, err := backupLocation(cfg)
-			if err != nil {
-				return err
-			}
-			if stop.Time, err = parseTime(*at, loc); err != nil {
-				return usagef("--at %q: %v", *at, err)
-			}
+	var (
+		e      backup.Entry
+		m      backup.Manifest
+		ids    []age.Identity
+		replay *replayPlan
+	)
+	for {
+		if e, err = chooseAuthenticated(ctx, cfg, store, choice); err != nil {
+			return err
+		}
+		m = *e.Manifest
+		if ids, err = loadIdentities(cfg, *identity, m.Encrypted); err != nil {
+			return err
+		}
+		if *at == "" && *toGTID == "" {
+			break
 		}
 		keys, err := loadManifestKeys(cfg, *manifestKey)
 		if err != nil {
 			return err
 		}
-		if replay, err = planReplay(ctx, store, keys, *allowUnsigned, ids, m, stop); err != nil {
+		replay, err = planReplay(ctx, store, keys, *allowUnsigned, ids, m, stop)
+		var tooNew *dumpAfterStopError
+		if errors.As(err, &tooNew) {
+			// Its snapshot is later than the point: the one before it, replayed further.
+			fmt.Fprintf(stderr, "%v: using an older backup\n", tooNew)
+			choice.skip = append(choice.skip, tooNew.ID)
+			continue
+		}
+		if err != nil {
 			return err
 		}
+		break
 	}
 	engine, err := docker.New()
 	if err != nil {
@@ -324,6 +339,7 @@ func confirm(w io.Writer, p restorePlan) error {
 type backupChoice struct {
 	which, at     string        // an ID, "" or "latest"; or a time (restore --at)
 	beforeGTID    *mariadb.GTID // restore --to-gtid: the newest backup before it
+	skip          []string      // ids not to choose (restore --at: their snapshot is after the point)
 	keyFile       string        // --manifest-key; "" for backup.manifest_key_file
 	allowUnsigned bool
 }
@@ -354,7 +370,7 @@ func chooseAuthenticated(ctx context.Context, cfg config.Config, store *s3store.
 		}
 		e, err = pickBackupBefore(entries, *c.beforeGTID)
 	} else {
-		e, err = chooseBackup(ctx, cfg, store, c.which, c.at)
+		e, err = chooseBackup(ctx, cfg, store, c.which, c.at, c.skip)
 	}
 	if err != nil {
 		return e, err
@@ -380,11 +396,12 @@ func authLine(a backup.Authenticity) string {
 }
 
 // chooseBackup picks the complete backup named by arg ("", "latest" or an ID) or by at.
-func chooseBackup(ctx context.Context, cfg config.Config, store *s3store.Store, arg, at string) (backup.Entry, error) {
+func chooseBackup(ctx context.Context, cfg config.Config, store *s3store.Store, arg, at string, skip []string) (backup.Entry, error) {
 	entries, err := backup.List(ctx, catalog{store})
 	if err != nil {
 		return backup.Entry{}, err
 	}
+	entries = slices.DeleteFunc(entries, func(e backup.Entry) bool { return slices.Contains(skip, e.ID) })
 	loc, err := backupLocation(cfg)
 	if err != nil {
 		return backup.Entry{}, err

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -46,6 +49,12 @@ func planReplay(ctx context.Context, store *s3store.Store, keys *backup.Manifest
 	if err != nil {
 		return nil, fmt.Errorf("binlog archive: %w", err)
 	}
+	if len(chain.Segments) == 0 && len(chain.Rejected) > 0 {
+		// Not an empty archive: one this agent cannot trust (a rotated key, unsigned segments).
+		return nil, fmt.Errorf("the binlog archive has %d segments and none can be used (the first: %s): %s; "+
+			"nothing was touched (agent backups --archive; restore the backup alone by its ID)",
+			len(chain.Rejected), chain.Rejected[0].Key, chain.Rejected[0].Problem)
+	}
 	if len(chain.Segments) == 0 {
 		if stop.GTID != (mariadb.GTID{}) {
 			return nil, errors.New("--to-gtid needs the binlog archive, and it is empty (backup.archive.enabled; agent backups --archive)")
@@ -57,12 +66,23 @@ func planReplay(ctx context.Context, store *s3store.Store, keys *backup.Manifest
 		return nil, fmt.Errorf("backup %s: its GTID position %q: %w", m.ID, m.GTID, err)
 	}
 	opts := binlog.ReplayOptions{From: from, Stop: stop, Objects: store, Identities: ids}
-	sel, err := binlog.Select(ctx, chain, opts)
+	if !stop.Time.IsZero() {
+		if last, ok := lastCommitOf(ctx, chain, from, opts); ok && last.After(stop.Time) {
+			// The backup was started before the point but its snapshot holds later commits.
+			return nil, &dumpAfterStopError{ID: m.ID, Last: last}
+		}
+	}
+	sel, changes, err := binlog.Tally(ctx, chain, opts)
 	if err != nil {
 		return nil, fmt.Errorf("the binlog archive cannot bring backup %s to %s: %w; nothing was touched (agent backups --archive shows the archive's span and holes)", m.ID, stop, err)
 	}
 	if stop.GTID != (mariadb.GTID{}) && !sel.Covered {
 		return nil, fmt.Errorf("GTID %s is not in the binlog archive after backup %s (it ends at %s); nothing was touched", stop.GTID, m.ID, chain.End())
+	}
+	if foreign := foreignDatabases(m, changes); len(foreign) > 0 {
+		return nil, fmt.Errorf("the binlog archive after backup %s changes databases the backup does not hold (%s): the restore drops and loads only the backup's, "+
+			"so the replay would land on what those databases hold now; nothing was touched. Restore into a fresh container (--target new) and copy what you need",
+			m.ID, strings.Join(foreign, ", "))
 	}
 	p := &replayPlan{Stop: stop.String(), From: m.GTID, Transactions: sel.Transactions, FirstTime: sel.FirstTime, LastTime: sel.LastTime,
 		Segments: len(sel.Segments), Bytes: sel.Bytes, Covered: sel.Covered, chain: chain, opts: opts}
@@ -70,6 +90,66 @@ func planReplay(ctx context.Context, store *s3store.Store, keys *backup.Manifest
 		p.FirstGTID, p.LastGTID = sel.FirstGTID.String(), sel.LastGTID.String()
 	}
 	return p, nil
+}
+
+// dumpAfterStopError: the backup chosen for a time holds a transaction committed after it (its
+// snapshot came later than its start); an older backup must be used.
+type dumpAfterStopError struct {
+	ID   string
+	Last time.Time
+}
+
+func (e *dumpAfterStopError) Error() string {
+	return fmt.Sprintf("backup %s holds a transaction committed at %s, after the point", e.ID, e.Last.Local().Format(time.DateTime))
+}
+
+// lastCommitOf is the commit time of the transactions at the position from (a backup's), as
+// the archive has them; ok is false when the archive does not hold them.
+func lastCommitOf(ctx context.Context, chain *binlog.Chain, from binlog.Position, opts binlog.ReplayOptions) (last time.Time, ok bool) {
+	for i, g := range from {
+		if g.Seq == 0 {
+			continue
+		}
+		before := slices.Clone(from)
+		before[i].Seq--
+		o := opts
+		o.From, o.Stop = before, binlog.Stop{GTID: g}
+		sel, err := binlog.Select(ctx, chain, o)
+		if err != nil || sel.Transactions != 1 {
+			continue
+		}
+		if sel.LastTime.After(last) {
+			last = sel.LastTime
+		}
+		ok = true
+	}
+	return last, ok
+}
+
+// foreignDatabases are the databases the replay changes that the backup does not hold (nor the
+// server's own).
+func foreignDatabases(m backup.Manifest, c backup.ArchiveChanges) []string {
+	held := map[string]bool{}
+	for _, db := range m.Databases() {
+		held[db] = true
+	}
+	seen := map[string]bool{}
+	add := func(db string) {
+		if db == "" || held[db] || backup.IsSystemDatabase(db) {
+			return
+		}
+		seen[db] = true
+	}
+	for t := range c.Tables {
+		add(t.Database)
+	}
+	for t := range c.Unknown {
+		add(t.Database)
+	}
+	for db := range c.UnknownDatabases {
+		add(db)
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // notes are what the plan must say about the replay.

@@ -138,6 +138,15 @@ var kinds = map[string]kind{
 			"recoverable again; `docker exec hastack-agent agent backups` shows the recoverable range and " +
 			"the hole. Resolve it by hand once the backup is taken (the archive keeps its hole until retention drops it).",
 	},
+	"BinlogArchiveStalled": {
+		severity: SeverityCritical,
+		summary: func(_ map[string]string, host string) string {
+			return fmt.Sprintf("The binlog archive stopped: the primary's history does not continue it (%s)", host)
+		},
+		checkFirst: "`docker logs hastack-agent 2>&1 | grep -i archiv | tail` says why; a primary behind the " +
+			"archive is a database re-created or restored from elsewhere: docs/backup.md (Point-in-time recovery) " +
+			"says how to start the archive again. Take a backup now (`docker exec hastack-agent agent backup`).",
+	},
 	"BinlogArchiveDiverged": {
 		severity: SeverityWarning,
 		oneShot:  true,

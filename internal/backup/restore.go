@@ -25,6 +25,9 @@ type Server interface {
 	Query(ctx context.Context, q string) ([]map[string]string, error)
 }
 
+// IsSystemDatabase tells whether db is one of the server's own (mysql, information_schema, ...).
+func IsSystemDatabase(db string) bool { return systemDatabases[db] }
+
 // systemDatabases are the server's own: a restore never drops them and drills do not compare them.
 var systemDatabases = map[string]bool{"mysql": true, "sys": true, "information_schema": true, "performance_schema": true}
 

@@ -52,26 +52,38 @@ func (s ContainerServer) ApplyBinlog(ctx context.Context, binlog io.Reader) erro
 	return nil
 }
 
-// transactionIDLine is how mariadb-binlog sets a transaction's server id and sequence number,
-// each on a line of its own before the transaction (its domain is kept).
-var transactionIDLine = regexp.MustCompile(`^/\*M!100001 SET @@session\.(server_id|gtid_seq_no)=[0-9]+\*//\*!\*/;\r?\n$`)
+// gtidHeader is the comment line mariadb-binlog prints for a GTID event ("#261207 13:20:01 server
+// id 1  end_log_pos 1276 CRC32 0x1a2b3c4d \tGTID 0-1-3 trans"); the lines that set the
+// transaction's session variables follow it, each a versioned comment of its own.
+var (
+	gtidHeader        = regexp.MustCompile(`^#[0-9]{6} +[0-9]{1,2}:[0-9]{2}:[0-9]{2} server id [0-9]+ .*\bGTID [0-9]+-[0-9]+-[0-9]+\b`)
+	sessionLine       = regexp.MustCompile(`^/\*M![0-9]+ SET @@session\.[a-z_]+=[0-9]+\*//\*!\*/;\r?\n$`)
+	transactionIDLine = regexp.MustCompile(`^/\*M!100001 SET @@session\.(server_id|gtid_seq_no)=[0-9]+\*//\*!\*/;\r?\n$`)
+)
 
 // StripTransactionIDs copies mariadb-binlog's SQL from r to w without the lines that set a
-// transaction's original server id and GTID sequence number. Lines of any length pass (a row
-// event's BINLOG statement may be megabytes); only whole short lines are ever left out.
+// transaction's original server id and GTID sequence number: only in the run of session lines
+// right after a GTID event's header, so that a statement's own text (a DDL's comment, say)
+// never loses a line. Lines of any length pass (a row event's BINLOG statement may be
+// megabytes).
 func StripTransactionIDs(r io.Reader, w io.Writer) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	bw := bufio.NewWriterSize(w, 64<<10)
-	lineStart := true
+	lineStart, afterGTID := true, false
 	for {
 		chunk, err := br.ReadSlice('\n')
+		whole := err == nil && lineStart
 		switch {
-		case err == nil && lineStart && transactionIDLine.Match(chunk):
+		case whole && afterGTID && transactionIDLine.Match(chunk):
 			// left out
 		case len(chunk) > 0:
 			if _, werr := bw.Write(chunk); werr != nil {
 				return werr
 			}
+		}
+		if lineStart {
+			// The run of session lines after a GTID header ends at the first other line.
+			afterGTID = whole && (gtidHeader.Match(chunk) || afterGTID && sessionLine.Match(chunk))
 		}
 		switch {
 		case err == nil:

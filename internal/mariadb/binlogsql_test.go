@@ -44,13 +44,14 @@ func TestStripTransactionIDs(t *testing.T) {
 // to leave out; reads of one byte at a time change nothing.
 func TestStripTransactionIDsLongLinesAndShortReads(t *testing.T) {
 	long := strings.Repeat("A", 200<<10) + "/*M!100001 SET @@session.gtid_seq_no=3*//*!*/;\n"
-	in := long + "/*M!100001 SET @@session.gtid_seq_no=4*//*!*/;\nCOMMIT/*!*/;\n"
+	header := "#261207 13:20:02 server id 1  end_log_pos 1400 CRC32 0x00000000 \tGTID 0-1-4 trans\n"
+	in := long + header + "/*M!100001 SET @@session.gtid_seq_no=4*//*!*/;\nCOMMIT/*!*/;\n"
 	var out bytes.Buffer
 	if err := StripTransactionIDs(strings.NewReader(in), &out); err != nil {
 		t.Fatal(err)
 	}
-	if out.String() != long+"COMMIT/*!*/;\n" {
-		t.Errorf("long line: got %d bytes, want %d", out.Len(), len(long)+len("COMMIT/*!*/;\n"))
+	if want := long + header + "COMMIT/*!*/;\n"; out.String() != want {
+		t.Errorf("long line: got %d bytes, want %d", out.Len(), len(want))
 	}
 	out.Reset()
 	if err := StripTransactionIDs(iotest.OneByteReader(strings.NewReader(binlogSQL)), &out); err != nil {
@@ -59,13 +60,25 @@ func TestStripTransactionIDsLongLinesAndShortReads(t *testing.T) {
 	if strings.Contains(out.String(), "gtid_seq_no") || strings.Contains(out.String(), "server_id") || !strings.Contains(out.String(), "COMMIT") {
 		t.Errorf("one byte at a time:\n%s", out.String())
 	}
-	// A last line without a newline is copied, and a look-alike inside a statement is kept.
-	out.Reset()
-	in = "SELECT '/*M!100001 SET @@session.server_id=1*//*!*/;'\n/*M!100001 SET @@session.server_id=1*//*!*/;"
-	if err := StripTransactionIDs(strings.NewReader(in), &out); err != nil {
-		t.Fatal(err)
-	}
-	if out.String() != in {
-		t.Errorf("got %q, want it unchanged", out.String())
+}
+
+// Only the session lines right after a GTID event's header go: a look-alike anywhere else (a
+// statement's own text, a DDL's comment on a line of its own) is kept, and so is a last line
+// without a newline.
+func TestStripTransactionIDsKeepsLookAlikes(t *testing.T) {
+	for _, in := range []string{
+		"SELECT '/*M!100001 SET @@session.server_id=1*//*!*/;'\n/*M!100001 SET @@session.server_id=1*//*!*/;",
+		"ALTER TABLE t COMMENT '\n/*M!100001 SET @@session.gtid_seq_no=9*//*!*/;\n'/*!*/;\n",
+		"# at 1234\n/*M!100001 SET @@session.server_id=1*//*!*/;\n",
+		// the run after a header ends at the first other line
+		"#261207 13:20:01 server id 1  end_log_pos 1 CRC32 0x0 \tGTID 0-1-3 ddl\nCREATE TABLE t (a INT) COMMENT '\n/*M!100001 SET @@session.server_id=1*//*!*/;\n'/*!*/;\n",
+	} {
+		var out bytes.Buffer
+		if err := StripTransactionIDs(strings.NewReader(in), &out); err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != in {
+			t.Errorf("got %q, want it unchanged", out.String())
+		}
 	}
 }
