@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -26,7 +27,12 @@ const (
 	DefaultHeartbeat       = time.Second
 	DefaultReadTimeout     = 4 * time.Second
 	DefaultMaxStepBack     = 32
+	DefaultStoreTimeout    = 2 * time.Minute
 )
+
+// smallObjectTimeout bounds writing or reading a manifest or a signature (or StoreTimeout, if
+// shorter).
+const smallObjectTimeout = 30 * time.Second
 
 // Reconnection backoff: doubling from minBackoff, at most maxBackoff.
 const (
@@ -66,8 +72,14 @@ type Options struct {
 	// MaxStepBack bounds how many segments the archiver steps back over after a failover to a
 	// server that does not have the archive's end (see the package doc). Default 32.
 	MaxStepBack int
-	Logger      *slog.Logger
-	// OnProblem is told of gaps, divergences and a server behind the archive: alert on it. It
+	// StoreTimeout bounds each store operation: uploading a segment's data and listing the
+	// store (default 2 min); writing or reading a manifest or a signature, 30 s (or StoreTimeout
+	// if shorter). A store that does not answer in time fails like any store error: the
+	// archiver retries from the archive's end.
+	StoreTimeout time.Duration
+	Logger       *slog.Logger
+	// OnProblem is told of gaps, divergences, unresolved divergences and a server behind the
+	// archive: alert on it. It is told once of a problem that lasts, not at every retry. It
 	// must not block.
 	OnProblem func(Problem)
 	// OnSegment is told of every segment stored (after its manifest). It must not block.
@@ -81,6 +93,7 @@ type Options struct {
 type Archiver struct {
 	o   Options
 	log *slog.Logger
+	st  Store // o.Store, every operation bounded by a timeout
 
 	mu    sync.Mutex
 	stats Stats
@@ -115,7 +128,7 @@ func New(o Options) (*Archiver, error) {
 		return nil, errors.New("binlog archiver: no replication user")
 	case o.ServerID == 1 || o.ServerID == 2:
 		return nil, fmt.Errorf("binlog archiver: server id %d is a database server's (the stack's are 1 and 2): use another, e.g. %d", o.ServerID, DefaultServerID)
-	case o.FlushInterval < 0 || o.MaxSegmentBytes < 0 || o.Heartbeat < 0 || o.ReadTimeout < 0 || o.MaxStepBack < 0:
+	case o.FlushInterval < 0 || o.MaxSegmentBytes < 0 || o.Heartbeat < 0 || o.ReadTimeout < 0 || o.MaxStepBack < 0 || o.StoreTimeout < 0:
 		return nil, errors.New("binlog archiver: negative interval, size or count")
 	}
 	if o.Start != nil {
@@ -129,6 +142,7 @@ func New(o Options) (*Archiver, error) {
 	o.Heartbeat = cmp.Or(o.Heartbeat, DefaultHeartbeat)
 	o.ReadTimeout = cmp.Or(o.ReadTimeout, DefaultReadTimeout)
 	o.MaxStepBack = cmp.Or(o.MaxStepBack, DefaultMaxStepBack)
+	o.StoreTimeout = cmp.Or(o.StoreTimeout, DefaultStoreTimeout)
 	if o.ReadTimeout <= o.Heartbeat {
 		return nil, fmt.Errorf("binlog archiver: read timeout %s must be longer than the heartbeat period %s", o.ReadTimeout, o.Heartbeat)
 	}
@@ -143,7 +157,8 @@ func New(o Options) (*Archiver, error) {
 		o.source = &mysqlSource{user: o.User, password: o.Password, serverID: o.ServerID, tls: o.TLS,
 			heartbeat: o.Heartbeat, readTimeout: o.ReadTimeout, log: log}
 	}
-	return &Archiver{o: o, log: log}, nil
+	st := boundedStore{Store: o.Store, long: o.StoreTimeout, short: min(o.StoreTimeout, smallObjectTimeout)}
+	return &Archiver{o: o, log: log, st: st}, nil
 }
 
 // Stats returns a snapshot of the archiver's state and totals.
@@ -171,18 +186,18 @@ func (a *Archiver) Run(ctx context.Context) error {
 		}
 		var ns *errNotServable
 		if errors.As(err, &ns) {
-			if a.stepBackOnce() {
-				a.log.Debug("the server cannot send the binary log from there: stepping back one segment", "from", ns.from.String(), "to", a.next.String(), "reason", ns.msg)
-				continue
-			}
-			if err = a.unservable(ctx, ns); err == nil {
+			if err = a.refused(ctx, ns); err == nil {
 				continue
 			}
 		}
 		a.mu.Lock()
 		a.stats.Errors++
 		a.mu.Unlock()
-		a.log.Warn("binlog archiving failed: retrying", "error", err.Error(), "in", backoff.String())
+		level := slog.LevelWarn
+		if errors.As(err, new(*errReported)) {
+			level = slog.LevelDebug // logged, and told to OnProblem, once
+		}
+		a.log.Log(ctx, level, "binlog archiving failed: retrying", "error", err.Error(), "in", backoff.String())
 		select {
 		case <-ctx.Done():
 			return nil
@@ -310,8 +325,11 @@ func (a *Archiver) follow(ctx context.Context, es eventStream, addr string) (pro
 
 // store writes a segment and makes it the archive's end.
 func (a *Archiver) store(ctx context.Context, seg *segment, addr string) error {
-	written := nextWritten(a.o.now(), a.lastWritten)
-	m, key, err := seg.write(ctx, a.o.Store, writeOptions{recipients: a.o.Recipients, keys: a.o.Keys, server: Server{Address: addr}}, written)
+	written, err := writtenAfter(a.o.now(), a.lastWritten)
+	if err != nil {
+		return fmt.Errorf("store segment: %w", err)
+	}
+	m, key, err := seg.write(ctx, a.st, writeOptions{recipients: a.o.Recipients, keys: a.o.Keys, server: Server{Address: addr}}, written)
 	if err != nil {
 		return err
 	}
@@ -367,22 +385,66 @@ func (a *Archiver) pending(seg *segment) {
 	a.mu.Unlock()
 }
 
+// refused handles a server's refusal to send its binary log from a.next (refusalOf says why).
+// nil: connect again at once, from the new a.next.
+func (a *Archiver) refused(ctx context.Context, ns *errNotServable) error {
+	switch refusalOf(ns.msg) {
+	case refusalDiverged:
+		if a.stepBackOnce() {
+			a.log.Debug("the server does not have that position in its history: stepping back one segment", "from", ns.from.String(), "to", a.next.String(), "reason", ns.msg)
+			return nil
+		}
+		return a.unresolved(ctx, ns)
+	case refusalPurged:
+		if a.stepBack > 0 {
+			// The server does not have the archive's end in its history, and its binary logs
+			// are purged where the archiver stepped back to: where the histories part is lost.
+			return a.unresolved(ctx, ns)
+		}
+		return a.gap(ctx, ns)
+	}
+	a.resetStepBack()
+	return ns
+}
+
 // stepBackOnce prepares the next connection to start one segment further back, if the archive
-// has one more recent segment to step back over; otherwise it resets to the archive's end. It
-// never steps back to the empty position: a server sends its binary log from a GTID position
-// only if that GTID is in its history (the archiver asks in GTID strict mode), which is what
-// makes a step back safe; every server with its first binary log sends from the empty position,
-// a new and empty database too.
+// has one more recent segment to step back over. It never steps back to the empty position: a
+// server sends its binary log from a GTID position only if that GTID is in its history (the
+// archiver asks in GTID strict mode), which is what makes a step back safe; every server with
+// its first binary log sends from the empty position, a new and empty database too.
 func (a *Archiver) stepBackOnce() bool {
 	if a.empty || a.stepBack >= len(a.recent) || len(a.recent[len(a.recent)-a.stepBack-1].start) == 0 {
-		if !a.empty {
-			a.next, a.stepBack = a.end, 0
-		}
 		return false
 	}
 	a.stepBack++
 	a.next = a.recent[len(a.recent)-a.stepBack].start
 	return true
+}
+
+// resetStepBack makes the next connection start from the archive's end again.
+func (a *Archiver) resetStepBack() {
+	if !a.empty {
+		a.next = a.end
+	}
+	a.stepBack = 0
+}
+
+// mark writes an empty segment at pos (see the package doc), for the reason given.
+func (a *Archiver) mark(ctx context.Context, addr string, pos Position, reason string) (string, error) {
+	written, err := writtenAfter(a.o.now(), a.lastWritten)
+	if err != nil {
+		return "", fmt.Errorf("store segment: %w", err)
+	}
+	base, err := segmentKey(pos, pos, written)
+	if err != nil {
+		return "", fmt.Errorf("store segment: %w", err)
+	}
+	m := Manifest{Version: ManifestVersion, Start: pos, End: pos, Server: Server{Address: addr}, Written: written, Reason: reason}
+	if err := writeManifest(ctx, a.st, a.o.Keys, base, m); err != nil {
+		return "", err
+	}
+	a.lastWritten = written.UnixNano()
+	return base, nil
 }
 
 // retract writes an empty segment at the position the archiver stepped back to, before anything
@@ -397,13 +459,10 @@ func (a *Archiver) retract(ctx context.Context, addr string) error {
 	from, pos := a.end, a.next
 	msg := fmt.Sprintf("the server %s does not have the binlog archive's end %s but has %s: the archive held transactions that the server never kept "+
 		"(a failed primary's last ones, lost in the failover); the %d segments after %s are superseded and the archive continues from there", addr, from, pos, len(keys), pos)
-	written := nextWritten(a.o.now(), a.lastWritten)
-	m := Manifest{Version: ManifestVersion, Start: pos, End: pos, Server: Server{Address: addr}, Written: written, Reason: "step back: " + msg}
-	base := baseKey(pos, pos, written)
-	if err := writeManifest(ctx, a.o.Store, a.o.Keys, base, m); err != nil {
+	base, err := a.mark(ctx, addr, pos, "step back: "+msg)
+	if err != nil {
 		return err
 	}
-	a.lastWritten = written.UnixNano()
 	a.recent = a.recent[:len(a.recent)-a.stepBack]
 	a.stepBack = 0
 	a.advance(segRef{key: base, start: pos, end: pos})
@@ -414,10 +473,19 @@ func (a *Archiver) retract(ctx context.Context, addr string) error {
 	return nil
 }
 
-// unservable handles a server that cannot send its binary log from where the archive needs it,
-// and no recent segment's start helps: a gap (it continues from the server's position) or a
-// server behind the archive (it waits; an error).
-func (a *Archiver) unservable(ctx context.Context, ns *errNotServable) error {
+// archiveEnd is where the archive ends, for a problem: its end, or for an empty archive the
+// start asked of the server.
+func (a *Archiver) archiveEnd(ns *errNotServable) Position {
+	if a.empty {
+		return ns.from
+	}
+	return a.end
+}
+
+// gap handles a server whose binary logs after the archive's end were purged before they were
+// archived: it writes an empty segment at the server's position, so that the archive shows the
+// hole at once, reports it, and continues from there.
+func (a *Archiver) gap(ctx context.Context, ns *errNotServable) error {
 	addr := a.Stats().Server
 	cur, err := a.o.source.position(ctx, addr)
 	if err != nil {
@@ -426,20 +494,18 @@ func (a *Archiver) unservable(ctx context.Context, ns *errNotServable) error {
 	if cur.Equal(ns.from) {
 		return fmt.Errorf("the server %s cannot send its binary log even from its own position %s: %s", addr, cur, ns.msg)
 	}
-	from := ns.from // the start position asked of an empty archive
-	if !a.empty {
-		from = a.end
+	from := a.archiveEnd(ns)
+	if len(cur.Behind(from)) > 0 {
+		return a.behind(addr, from, cur)
 	}
-	if behind := cur.Behind(from); len(behind) > 0 {
-		msg := fmt.Sprintf("the server %s is at %s, behind the binlog archive's end %s: it is another database, or one restored to an earlier point "+
-			"(a restore rebases the archive: binlog.Rebase); nothing is archived from it until then", addr, cur, from)
-		a.report(Problem{Kind: ProblemBehind, Server: addr, From: from, To: cur, Message: msg})
-		return errors.New(msg)
-	}
-	msg := fmt.Sprintf("the server %s cannot send the transactions after %s (%s): its binary logs were purged before they were archived, or its history "+
-		"differs from the archive's; the binlog archive misses the transactions from %s to %s and continues at %s. A point-in-time recovery cannot cross "+
+	msg := fmt.Sprintf("the server %s no longer has its binary logs after %s (%s): they were purged before they were archived; "+
+		"the binlog archive misses the transactions from %s to %s and continues at %s. A point-in-time recovery cannot cross "+
 		"this hole: take a dump now (agent backup)", addr, from, ns.msg, from, cur, cur)
-	a.next, a.nextSet, a.stepBack = cur, true, 0
+	base, err := a.mark(ctx, addr, cur, "gap: "+msg)
+	if err != nil {
+		return err
+	}
+	a.advance(segRef{key: base, start: cur, end: cur})
 	a.mu.Lock()
 	a.stats.Gaps++
 	a.mu.Unlock()
@@ -447,9 +513,56 @@ func (a *Archiver) unservable(ctx context.Context, ns *errNotServable) error {
 	return nil
 }
 
-// report logs a problem and tells OnProblem, once for the same one in a row.
+// unresolved handles a server that does not have the archive's end in its history when stepping
+// back found no segment start it can send from: archiving stops (a server behind the archive,
+// or one whose history parted from the archive's too far back) until a person acts. The
+// archiver does not jump to the server's position: the archive would go on claiming the
+// transactions the server does not have.
+func (a *Archiver) unresolved(ctx context.Context, ns *errNotServable) error {
+	stepped := a.stepBack
+	a.resetStepBack()
+	addr := a.Stats().Server
+	cur, err := a.o.source.position(ctx, addr)
+	if err != nil {
+		return err
+	}
+	from := a.archiveEnd(ns)
+	if len(cur.Behind(from)) > 0 {
+		return a.behind(addr, from, cur)
+	}
+	var msg string
+	if a.empty {
+		msg = fmt.Sprintf("the binlog archive stopped: the server %s (at %s) does not have the position %s where the empty archive starts, the newest dump's, "+
+			"in its history (%s): that dump is of another history. Nothing is archived until a person acts: take a dump now (agent backup) and restart the agent, "+
+			"so that the archive starts after it", addr, cur, from, ns.msg)
+	} else {
+		msg = fmt.Sprintf("the binlog archive stopped: the server %s (at %s) does not have the archive's end %s in its history, and stepping back over %d segments "+
+			"(at most %d) found no position it can send from (%s): the archive holds transactions this server never had, and where their histories part is "+
+			"further back or in binary logs it purged. Nothing is archived from this server until a person acts: if it is the right primary, take a dump now "+
+			"(agent backup), then rebase the archive at the server's position (binlog.Rebase) and restart the agent", addr, cur, from, stepped, a.o.MaxStepBack, ns.msg)
+	}
+	a.report(Problem{Kind: ProblemUnresolvedDivergence, Server: addr, From: from, To: cur, Message: msg})
+	return &errReported{msg: msg}
+}
+
+// behind reports a server behind the archive's end: nothing is archived from it.
+func (a *Archiver) behind(addr string, from, cur Position) error {
+	msg := fmt.Sprintf("the server %s is at %s, behind the binlog archive's end %s: it is another database, or one restored to an earlier point "+
+		"(a restore rebases the archive: binlog.Rebase); nothing is archived from it until then", addr, cur, from)
+	a.report(Problem{Kind: ProblemBehind, Server: addr, From: from, To: cur, Message: msg})
+	return &errReported{msg: msg}
+}
+
+// errReported is a failure already reported as a Problem: retried like any other, but logged
+// at debug level, so that a problem that lasts is not logged at every retry.
+type errReported struct{ msg string }
+
+func (e *errReported) Error() string { return e.msg }
+
+// report logs a problem and tells OnProblem, once for the same one in a row (the same kind,
+// server and archive's end: the server's position may change meanwhile).
 func (a *Archiver) report(p Problem) {
-	id := fmt.Sprintf("%s %s %s %s", p.Kind, p.Server, p.From, p.To)
+	id := fmt.Sprintf("%s %s %s", p.Kind, p.Server, p.From)
 	if id == a.lastProblem {
 		return
 	}
@@ -465,14 +578,14 @@ func (a *Archiver) report(p Problem) {
 // written back (not the whole archive): the last written valid segment ends the archive, and
 // a segment before it is used when it starts before every segment written after it.
 func (a *Archiver) readTail(ctx context.Context) error {
-	objs, err := a.o.Store.List(ctx)
+	objs, err := a.st.List(ctx)
 	if err != nil {
 		return fmt.Errorf("read the binlog archive's end: %w", err)
 	}
 	groups, _ := groupObjects(objs)
-	a.lastWritten = latestWritten(objs)
 	slices.SortFunc(groups, func(x, y *objectGroup) int { return cmp.Compare(y.info.written, x.info.written) })
 	lo := ListOptions{Keys: a.o.Keys, AllowUnsigned: a.o.Keys == nil}
+	now := a.o.now()
 	var used []segRef
 	var lowest *uint64
 	for _, g := range groups {
@@ -482,7 +595,11 @@ func (a *Archiver) readTail(ctx context.Context) error {
 		if !g.has[manifestSuffix] || lowest != nil && g.info.start >= *lowest {
 			continue
 		}
-		s, problem, err := readSegmentManifest(ctx, a.o.Store, lo, g)
+		if inFuture(g.info.written, now) {
+			a.log.Error("binlog segment written in the future: not resumed from, and its writing time is ignored", "key", g.info.base, "written", g.info.writtenTime(), "hint", futureHint)
+			continue
+		}
+		s, problem, err := readSegmentManifest(ctx, a.st, lo, g)
 		if err != nil {
 			return fmt.Errorf("read the binlog archive's end: %w", err)
 		}
@@ -490,6 +607,9 @@ func (a *Archiver) readTail(ctx context.Context) error {
 			a.log.Warn("binlog segment not used", "key", g.info.base, "problem", problem)
 			continue
 		}
+		// New segments are written after the latest the archive accepts (writtenAfter): the
+		// first one here, as groups are in writing order, latest first.
+		a.lastWritten = max(a.lastWritten, g.info.written)
 		start := s.Manifest.Start.Ordinal()
 		lowest = &start
 		used = append(used, segRef{key: s.Key, start: s.Manifest.Start, end: s.Manifest.End})
@@ -505,4 +625,51 @@ func (a *Archiver) readTail(ctx context.Context) error {
 	a.advance(last)
 	a.log.Info("the binlog archive read", "end", last.end.String(), "segment", last.key)
 	return nil
+}
+
+// boundedStore bounds every store operation of the archiver by a timeout: a store that stops
+// answering fails the operation instead of blocking the archive.
+type boundedStore struct {
+	Store
+	long, short time.Duration // segment data and listings; manifests and signatures
+}
+
+func (s boundedStore) List(ctx context.Context) ([]backup.Object, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.long)
+	defer cancel()
+	return s.Store.List(ctx)
+}
+
+func (s boundedStore) Upload(ctx context.Context, key string, r io.Reader, contentType string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.long)
+	defer cancel()
+	return s.Store.Upload(ctx, key, r, contentType)
+}
+
+func (s boundedStore) Put(ctx context.Context, key string, data []byte, contentType string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.short)
+	defer cancel()
+	return s.Store.Put(ctx, key, data, contentType)
+}
+
+// Get bounds the request and the reading of the object, until it is closed.
+func (s boundedStore) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.short)
+	rc, n, err := s.Store.Get(ctx, key)
+	if err != nil {
+		cancel()
+		return nil, 0, err
+	}
+	return cancelOnClose{ReadCloser: rc, cancel: cancel}, n, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }

@@ -119,7 +119,7 @@ const listConcurrency = 8
 
 // List reads the archive's manifests from the store, checks them (decoding, their key, their
 // signature), and resolves them into a chain. A store error fails it; an invalid segment does
-// not (it is in Rejected).
+// not (it is in Rejected), nor one whose manifest or signature is too large to be one.
 func List(ctx context.Context, c backup.Catalog, o ListOptions) (*Chain, error) {
 	objs, err := c.List(ctx)
 	if err != nil {
@@ -206,10 +206,13 @@ func groupObjects(objs []backup.Object) ([]*objectGroup, []string) {
 // returned as a problem; a failure to read the store as an error.
 func readSegmentManifest(ctx context.Context, c backup.Catalog, o ListOptions, g *objectGroup) (*Segment, string, error) {
 	base := g.info.base
+	var tooLarge *errTooLarge
 	raw, err := readSmall(ctx, c, manifestKey(base), maxManifest)
 	switch {
 	case errors.Is(err, backup.ErrNotFound):
 		return nil, "no manifest: its writing failed or is in progress", nil
+	case errors.As(err, &tooLarge):
+		return nil, "manifest " + tooLarge.Error(), nil
 	case err != nil:
 		return nil, "", err
 	}
@@ -222,10 +225,12 @@ func readSegmentManifest(ctx context.Context, c backup.Catalog, o ListOptions, g
 	}
 	var sig []byte
 	if g.has[signatureSuffix] {
-		sig, err = readSmall(ctx, c, signatureKey(base), 4<<10)
+		sig, err = readSmall(ctx, c, signatureKey(base), maxSignature)
 		switch {
 		case errors.Is(err, backup.ErrNotFound):
 			sig = nil
+		case errors.As(err, &tooLarge):
+			return nil, "signature " + tooLarge.Error(), nil
 		case err != nil:
 			return nil, "", err
 		}
@@ -237,7 +242,19 @@ func readSegmentManifest(ctx context.Context, c backup.Catalog, o ListOptions, g
 	return &Segment{Key: base, Manifest: m, Auth: auth, Objects: g.keys, Bytes: g.bytes}, "", nil
 }
 
-// readSmall reads a whole object of at most max bytes.
+// maxSignature bounds what is read as a manifest's signature.
+const maxSignature = 4 << 10
+
+// errTooLarge is an object larger than one of its kind may be: a problem of the segment, not of
+// the store.
+type errTooLarge struct {
+	key string
+	max int64
+}
+
+func (e *errTooLarge) Error() string { return fmt.Sprintf("%s is larger than %d bytes", e.key, e.max) }
+
+// readSmall reads a whole object of at most max bytes (*errTooLarge when it is larger).
 func readSmall(ctx context.Context, c backup.Catalog, key string, max int64) ([]byte, error) {
 	rc, _, err := c.Get(ctx, key)
 	if err != nil {
@@ -249,7 +266,7 @@ func readSmall(ctx context.Context, c backup.Catalog, key string, max int64) ([]
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", key, max)
+		return nil, &errTooLarge{key: key, max: max}
 	}
 	return b, nil
 }

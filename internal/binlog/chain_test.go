@@ -1,6 +1,7 @@
 package binlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -194,4 +195,43 @@ type failingGets struct{ *memStore }
 
 func (f failingGets) Get(ctx context.Context, key string) (r io.ReadCloser, n int64, err error) {
 	return nil, 0, errors.New("store down")
+}
+
+// An object too large for a manifest or a signature is a rejected segment, not a store error:
+// one junk object must not make the whole archive unreadable.
+func TestListRejectsOversizedObjects(t *testing.T) {
+	st := newMemStore()
+	writeTestSegment(t, st, writeOptions{}, 0, 3, t0)
+	_, big := writeTestSegment(t, st, writeOptions{}, 3, 5, t0.Add(time.Minute))
+	st.objects[manifestKey(big)] = bytes.Repeat([]byte(" "), maxManifest+1)
+	_, bigSig := writeTestSegment(t, st, writeOptions{}, 5, 6, t0.Add(2*time.Minute))
+	st.objects[signatureKey(bigSig)] = bytes.Repeat([]byte("x"), 5<<10)
+	c, err := List(context.Background(), st, ListOptions{AllowUnsigned: true})
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	problems := map[string]string{}
+	for _, r := range c.Rejected {
+		problems[r.Key] = r.Problem
+	}
+	if keysOf(c.Segments) != ">0-1-3" || len(c.Rejected) != 2 || !strings.Contains(problems[big], "larger than") || !strings.Contains(problems[bigSig], "larger than") {
+		t.Fatalf("used %q, rejected %+v", keysOf(c.Segments), c.Rejected)
+	}
+}
+
+// Rebase writes a key that List reads, whatever junk is in the store.
+func TestRebaseIgnoresTheWritingTimeOfJunk(t *testing.T) {
+	st := newMemStore()
+	writeTestSegment(t, st, writeOptions{}, 0, 3, t0)
+	st.objects["binlog/00000000000000000000-00000000000000000001-9223372036854775807.json"] = []byte("junk")
+	if _, err := Rebase(context.Background(), st, nil, pos("0-1-2"), "restored"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := List(context.Background(), st, ListOptions{AllowUnsigned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.End().String() != "0-1-2" || len(c.Unknown) != 0 {
+		t.Fatalf("end %s, unknown %v", c.End(), c.Unknown)
+	}
 }

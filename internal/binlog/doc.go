@@ -9,9 +9,10 @@
 // and asks for the binary log after a GTID position, so it resumes exactly where the archive
 // ends, on whichever server is primary now: after a failover the GTIDs continue. It is not a
 // semi-synchronous replica: a commit never waits for it. Heartbeats every second and a read
-// timeout notice a frozen or cut-off server within seconds; every failure (of the server or of
-// the store) is logged and retried with a backoff (0.5 s to 5 s) from the archive's end, dropping
-// what was received and not stored: no transaction is ever stored twice, none is skipped.
+// timeout notice a frozen or cut-off server within seconds, a timeout on every store operation
+// (StoreTimeout) a store that stopped answering; every failure (of the server or of the store)
+// is logged and retried with a backoff (0.5 s to 5 s) from the archive's end, dropping what was
+// received and not stored: no transaction is ever stored twice, none is skipped.
 //
 // # Segments
 //
@@ -53,28 +54,35 @@
 //
 // # Gaps
 //
-// When the server cannot send its binary log from the archive's end (MariaDB error 1236) and
-// stepping back (below) does not help, its binary logs were purged before they were archived:
-// the archiver reports a ProblemGap (what is lost, and that a dump must be taken now), and
-// continues from the server's @@gtid_binlog_pos. The next segment's start then differs from the
-// previous end: the archive records the hole. A server behind the archive's end (another
-// database, or one restored to an earlier point) is reported (ProblemBehind) and not archived
-// until a restore calls Rebase.
+// When the server no longer has the binary logs after the archive's end (MariaDB error 1236
+// saying they were purged), they were purged before they were archived: the archiver writes an
+// empty segment at the server's @@gtid_binlog_pos, so that List shows the hole at once, reports
+// a ProblemGap (what is lost, and that a dump must be taken now), and continues from there. A
+// server behind the archive's end (another database, or one restored to an earlier point) is
+// reported (ProblemBehind) and not archived until a restore calls Rebase. Any other refusal is
+// retried as any failure: only a purge is a gap.
 //
 // # Divergence after a failover
 //
 // Dump threads send a transaction once it is in the binary log, before the semi-synchronous
 // acknowledgement, so the archive may hold a failed primary's last transactions that never
 // reached the replica promoted in its place; that server's history does not contain them, and
-// it refuses to send its binary log from the archive's end. The rule: the archiver then steps
-// back, segment by segment (at most MaxStepBack, never to the empty position), to the start of
-// a segment that the server can send from, which is therefore in its history (the archiver asks
-// in GTID strict mode: a server sends from a GTID only if it has it); before anything else it
-// writes an empty
-// segment at that position, which by the supersede rule drops the segments stepped back over at
-// once (ProblemDivergence names them), and it archives the server's history from there. The
-// archive never goes on claiming a transaction the database did not keep, and it loses nothing:
-// the transactions of the superseded segments that the server does have come again from it.
+// it refuses to send its binary log from the archive's end (error 1236: "not in the master's
+// binlog"). The rule: the archiver then steps back, segment by segment (at most MaxStepBack,
+// never to the empty position), to the start of a segment that the server can send from, which
+// is therefore in its history (the archiver asks in GTID strict mode: a server sends from a
+// GTID only if it has it); before anything else it writes an empty segment at that position,
+// which by the supersede rule drops the segments stepped back over at once (ProblemDivergence
+// names them), and it archives the server's history from there. The archive never goes on
+// claiming a transaction the database did not keep, and it loses nothing: the transactions of
+// the superseded segments that the server does have come again from it.
+//
+// When stepping back finds no such start (the histories part further back than MaxStepBack
+// segments, or where the archiver steps back to the server's binary logs are purged), the
+// archive stops: the archiver reports a ProblemUnresolvedDivergence, once, saying what to do
+// (take a dump, rebase the archive on the server's history), and retries with the backoff
+// without writing anything. It never continues from the server's position as after a gap: the
+// archive would go on claiming the transactions the server does not have.
 //
 // # Reading back
 //

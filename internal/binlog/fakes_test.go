@@ -29,11 +29,26 @@ type memStore struct {
 	gets    []string
 	// failPut, when set, may fail a Put or Upload of a key (after storing nothing).
 	failPut func(key string) error
+	// hang, when set, may make an operation ("list", "get", "put") on a key hang until its
+	// context ends, as a store that stopped answering does.
+	hang func(op, key string) bool
+}
+
+// hung waits for the end of ctx if hang says so.
+func (m *memStore) hung(ctx context.Context, op, key string) error {
+	if m.hang == nil || !m.hang(op, key) {
+		return nil
+	}
+	<-ctx.Done()
+	return fmt.Errorf("%s %s: %w", op, key, ctx.Err())
 }
 
 func newMemStore() *memStore { return &memStore{objects: map[string][]byte{}} }
 
 func (m *memStore) List(ctx context.Context) ([]backup.Object, error) {
+	if err := m.hung(ctx, "list", ""); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []backup.Object
@@ -50,6 +65,9 @@ func (m *memStore) Get(ctx context.Context, key string) (io.ReadCloser, int64, e
 }
 
 func (m *memStore) Open(ctx context.Context, key, ifMatch string) (io.ReadCloser, int64, string, error) {
+	if err := m.hung(ctx, "get", key); err != nil {
+		return nil, 0, "", err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.gets = append(m.gets, key)
@@ -75,6 +93,9 @@ func (m *memStore) Upload(ctx context.Context, key string, r io.Reader, contentT
 }
 
 func (m *memStore) Put(ctx context.Context, key string, data []byte, contentType string) error {
+	if err := m.hung(ctx, "put", key); err != nil {
+		return err
+	}
 	if m.failPut != nil {
 		if err := m.failPut(key); err != nil {
 			return err
@@ -239,6 +260,8 @@ type fakeServer struct {
 	opens     int
 	down      bool
 	kills     int // streams opened before the last kill fail
+	// refuse, when set, is the message of a MariaDB error 1236 refusing every stream.
+	refuse string
 }
 
 // kill stops the server: its streams fail, connections are refused (until restart).
@@ -330,8 +353,8 @@ func (f *fakeSource) open(ctx context.Context, addr string, from Position) (even
 	}
 	st := &fakeStream{t: f.t, srv: s, at: start, dropAfter: s.dropAfter, kills: s.kills}
 	s.dropAfter = 0
-	if start < 0 {
-		st.err = &errNotServable{from: from, msg: "Error: connecting slave requested to start from GTID " + from.String() + ", which is not in the master's binlog"}
+	if msg := s.refusal(from, start); msg != "" {
+		st.err = &errNotServable{from: from, msg: msg}
 	}
 	st.parser = replication.NewBinlogParser()
 	st.parser.SetFlavor("mariadb")
@@ -339,6 +362,43 @@ func (f *fakeSource) open(ctx context.Context, addr string, from Position) (even
 	st.parser.SetVerifyChecksum(true)
 	st.queue = [][]byte{metaEvent(replication.ROTATE_EVENT, 1), s.fde, metaEvent(replication.MARIADB_GTID_LIST_EVENT, 1)}
 	return st, nil
+}
+
+// refusal is the message of MariaDB's error 1236 for a stream from position from (start is
+// the transaction after it, -1 when not found among the unpurged ones), "" when it is sent
+// (sql/sql_repl.cc: check_slave_start_position, gtid_find_binlog_file).
+func (s *fakeServer) refusal(from Position, start int) string {
+	switch {
+	case s.refuse != "":
+		return s.refuse
+	case start >= 0:
+		return ""
+	}
+	for i := 0; i < s.purged; i++ {
+		if s.positionAfter(i).Equal(from) {
+			return "Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old and required binlog files have been purged."
+		}
+	}
+	cur := s.positionAfter(len(s.txns))
+	for _, g := range from {
+		if !cur.Includes(g) || !s.has(g) {
+			msg := "Error: connecting slave requested to start from GTID " + g.String() + ", which is not in the master's binlog"
+			if cur.seqOf(g.Domain) >= g.Seq {
+				msg += ". Since the master's binlog contains GTIDs with higher sequence numbers, it probably means that the slave has diverged due to executing extra erroneous transactions"
+			}
+			return msg
+		}
+	}
+	return "Error: connecting slave requested to start from GTID " + from.String() + ", which is not in the master's binlog"
+}
+
+func (s *fakeServer) has(g mariadb.GTID) bool {
+	for _, t := range s.txns {
+		if t.gtid == g {
+			return true
+		}
+	}
+	return false
 }
 
 type fakeStream struct {
@@ -438,4 +498,25 @@ func buildSegmentWith(t testing.TB, fde []byte, start Position, arrived time.Tim
 		t.Fatal("a test transaction has no end")
 	}
 	return seg
+}
+
+// nextWritten is writtenAfter for tests, which never reach the largest writing time.
+func nextWritten(now time.Time, latest int64) time.Time {
+	w, err := writtenAfter(now, latest)
+	if err != nil {
+		panic(err)
+	}
+	return w
+}
+
+// latestWritten is the latest writing time (Unix nanoseconds) among the segment keys of objs,
+// for tests that trust their store.
+func latestWritten(objs []backup.Object) int64 {
+	var latest int64
+	for _, o := range objs {
+		if k, _, ok := parseKey(o.Key); ok && k.written > latest {
+			latest = k.written
+		}
+	}
+	return latest
 }

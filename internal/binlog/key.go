@@ -40,6 +40,17 @@ func baseKey(start, end Position, written time.Time) string {
 	return fmt.Sprintf("%s%020d-%020d-%019d", Prefix, start.Ordinal(), end.Ordinal(), written.UnixNano())
 }
 
+// segmentKey is baseKey for a segment about to be written, refused when parseKey would not read
+// it back as written (a writing time before 1970, say): such a segment would be invisible.
+func segmentKey(start, end Position, written time.Time) (string, error) {
+	base := baseKey(start, end, written)
+	k, _, ok := parseKey(manifestKey(base))
+	if !ok || k.base != base || k.start != start.Ordinal() || k.end != end.Ordinal() || k.written != written.UnixNano() {
+		return "", fmt.Errorf("no valid segment key for %s to %s written at %s: %q", start, end, written.UTC().Format(time.RFC3339Nano), base)
+	}
+	return base, nil
+}
+
 func dataKey(base string, encrypted bool) string {
 	if encrypted {
 		return base + encryptedDataSuffix

@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 )
@@ -75,6 +76,35 @@ func TestListReadsOnlySegmentKeys(t *testing.T) {
 	for _, k := range st.gets {
 		if _, _, ok := parseKey(k); !ok {
 			t.Errorf("List read %q, not a segment key", k)
+		}
+	}
+}
+
+// A new segment is written after the latest one, without overflowing; a key that would not be
+// read back is refused.
+func TestWrittenAfterAndSegmentKey(t *testing.T) {
+	now := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		latest int64
+		want   int64 // 0: an error
+	}{
+		{0, now.UnixNano()},
+		{now.UnixNano(), now.UnixNano() + 1},
+		{now.Add(time.Minute).UnixNano(), now.Add(time.Minute).UnixNano() + 1},
+		{math.MaxInt64 - 1, math.MaxInt64},
+		{math.MaxInt64, 0},
+	} {
+		w, err := writtenAfter(now, tc.latest)
+		if tc.want == 0 && err == nil || tc.want != 0 && (err != nil || w.UnixNano() != tc.want) {
+			t.Errorf("writtenAfter(%d) = %d, %v; want %d", tc.latest, w.UnixNano(), err, tc.want)
+		}
+	}
+	if _, err := segmentKey(pos("0-1-1"), pos("0-1-2"), time.Unix(0, math.MaxInt64)); err != nil {
+		t.Errorf("the largest writing time: %v", err)
+	}
+	for _, written := range []time.Time{time.Unix(0, 0), time.Unix(-1, 0)} {
+		if k, err := segmentKey(pos("0-1-1"), pos("0-1-2"), written); err == nil {
+			t.Errorf("segmentKey written at %s = %q", written, k)
 		}
 	}
 }

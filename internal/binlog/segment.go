@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"math"
+	"slices"
 	"time"
 
 	"filippo.io/age"
@@ -81,7 +84,10 @@ func (s *segment) write(ctx context.Context, st Store, o writeOptions, written t
 		Version: ManifestVersion, Start: s.start, End: s.end, Transactions: s.txns, Events: s.events,
 		Server: o.server, Written: written.UTC(),
 	}
-	base := baseKey(s.start, s.end, written)
+	base, err := segmentKey(s.start, s.end, written)
+	if err != nil {
+		return Manifest{}, "", fmt.Errorf("store segment: %w", err)
+	}
 	if s.txns > 0 {
 		m.FirstGTID, m.LastGTID, m.FirstTime, m.LastTime = s.first.String(), s.last.String(), s.firstTime, s.lastTime
 		m.Encrypted, m.Checksum = len(o.recipients) > 0, s.enc.format.checksumName()
@@ -124,34 +130,55 @@ func Rebase(ctx context.Context, st Store, keys *backup.ManifestKeys, pos Positi
 	if err := pos.check(); err != nil {
 		return Manifest{}, fmt.Errorf("rebase the binlog archive: %w", err)
 	}
-	objs, err := st.List(ctx)
+	c, err := List(ctx, st, ListOptions{Keys: keys, AllowUnsigned: keys == nil})
 	if err != nil {
-		return Manifest{}, fmt.Errorf("rebase the binlog archive: list: %w", err)
+		return Manifest{}, fmt.Errorf("rebase the binlog archive: %w", err)
 	}
-	written := nextWritten(time.Now(), latestWritten(objs))
+	now := time.Now()
+	var latest int64
+	for _, s := range slices.Concat(c.Segments, c.Superseded) {
+		if w := s.Manifest.Written.UnixNano(); inFuture(w, now) {
+			slog.Default().Error("binlog segment written in the future: its writing time is ignored", "key", s.Key, "written", s.Manifest.Written, "hint", futureHint)
+		} else {
+			latest = max(latest, w)
+		}
+	}
+	written, err := writtenAfter(now, latest)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("rebase the binlog archive: %w", err)
+	}
+	base, err := segmentKey(pos, pos, written)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("rebase the binlog archive: %w", err)
+	}
 	m := Manifest{Version: ManifestVersion, Start: pos, End: pos, Written: written, Reason: reason}
-	if err := writeManifest(ctx, st, keys, baseKey(pos, pos, written), m); err != nil {
+	if err := writeManifest(ctx, st, keys, base, m); err != nil {
 		return Manifest{}, fmt.Errorf("rebase the binlog archive: %w", err)
 	}
 	return m, nil
 }
 
-// latestWritten is the latest writing time (Unix nanoseconds) among the segment keys of objs.
-func latestWritten(objs []backup.Object) int64 {
-	var latest int64
-	for _, o := range objs {
-		if k, _, ok := parseKey(o.Key); ok && k.written > latest {
-			latest = k.written
-		}
-	}
-	return latest
-}
+// maxFuture is how far after the clock a segment's writing time may be and still order new
+// segments (a clock that went back a little): a new segment is written after the latest
+// segment the archive accepts. A later one is junk, or its writer's clock was far off; its time
+// is ignored (a time near the largest a key holds would leave no valid key for the next one).
+const maxFuture = time.Hour
 
-// nextWritten is the writing time of a new segment: now, or just after the latest segment's if
-// the clock went back, because the supersede rule orders segments by when they were written.
-func nextWritten(now time.Time, latest int64) time.Time {
-	if now.UnixNano() <= latest {
-		return time.Unix(0, latest+1).UTC()
+// futureHint tells a person what to do about a segment written in the future.
+const futureHint = "until then it supersedes the segments written after it from its start on: if this clock is right, delete the segment"
+
+// inFuture says whether a writing time (Unix nanoseconds) is more than maxFuture after now.
+func inFuture(written int64, now time.Time) bool { return written > now.Add(maxFuture).UnixNano() }
+
+// writtenAfter is the writing time of a new segment: now, or just after the latest segment's
+// (Unix nanoseconds) if the clock went back, because the supersede rule orders segments by when
+// they were written.
+func writtenAfter(now time.Time, latest int64) (time.Time, error) {
+	switch {
+	case now.UnixNano() > latest:
+		return now.UTC(), nil
+	case latest == math.MaxInt64:
+		return time.Time{}, fmt.Errorf("no writing time after the latest segment's (%d ns after 1970)", latest)
 	}
-	return now.UTC()
+	return time.Unix(0, latest+1).UTC(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,8 +32,7 @@ type eventStream interface {
 }
 
 // errNotServable is the server's refusal to send its binary log from the position asked
-// (MariaDB error 1236 before the first event): it no longer has it (purged), or never had it
-// (another history).
+// (MariaDB error 1236 before the first transaction); refusalOf says why.
 type errNotServable struct {
 	from Position
 	msg  string
@@ -40,6 +40,29 @@ type errNotServable struct {
 
 func (e *errNotServable) Error() string {
 	return fmt.Sprintf("the server cannot send its binary log from %s: %s", e.from, e.msg)
+}
+
+// refusal is why a server refused to send its binary log from a position.
+type refusal int
+
+const (
+	refusalOther    refusal = iota // anything else (binary log not open, ...): retried as any error
+	refusalPurged                  // the position is in its history, its binary logs from there are purged
+	refusalDiverged                // the position is not in its history
+)
+
+// refusalOf reads the message of a MariaDB error 1236, as MariaDB's sql/sql_repl.cc words it
+// (check_slave_start_position, gtid_find_binlog_file, init_binlog_sender, send_event_to_slave).
+func refusalOf(msg string) refusal {
+	switch {
+	case strings.Contains(msg, "required binlog files have been purged"),
+		strings.Contains(msg, "Could not find first log file name in binary log index file"):
+		return refusalPurged
+	case strings.Contains(msg, "which is not in the master's binlog"), // the GTID's server never logged it
+		strings.Contains(msg, "The binlog on the master is missing the GTID"): // in a hole, strict mode
+		return refusalDiverged
+	}
+	return refusalOther
 }
 
 // mysqlSource follows a MariaDB server with go-mysql's BinlogSyncer, by GTID, as a replica
@@ -114,21 +137,24 @@ func (s *mysqlSource) position(ctx context.Context, addr string) (Position, erro
 }
 
 type syncerStream struct {
-	syncer   *replication.BinlogSyncer
-	st       *replication.BinlogStreamer
-	dialer   *dialer
-	from     Position
-	received bool
+	syncer *replication.BinlogSyncer
+	st     *replication.BinlogStreamer
+	dialer *dialer
+	from   Position
+	begun  bool // a transaction was received
 }
 
+// next returns the next event. An error 1236 before the first transaction is a refusal of the
+// start position: the server sends its Rotate and Format_description events before it finds,
+// in the binary log, that the GTID asked for is missing (in GTID strict mode).
 func (s *syncerStream) next(ctx context.Context) (*replication.BinlogEvent, error) {
 	ev, err := s.st.GetEvent(ctx)
 	var myErr *mysql.MyError
-	if err != nil && !s.received && errors.As(err, &myErr) && myErr.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG {
+	if err != nil && !s.begun && errors.As(err, &myErr) && myErr.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG {
 		return nil, &errNotServable{from: s.from, msg: myErr.Message}
 	}
-	if err == nil {
-		s.received = true
+	if err == nil && ev.Header.EventType == replication.MARIADB_GTID_EVENT {
+		s.begun = true
 	}
 	return ev, err
 }

@@ -53,7 +53,7 @@ type ProblemKind string
 // Problems the archiver reports; each deserves an alert.
 const (
 	// ProblemGap: the server no longer has transactions the archive lacks (binary logs purged
-	// before they were archived); the archive continues after a hole.
+	// before they were archived); the archive continues after a hole, recorded at once.
 	ProblemGap ProblemKind = "gap"
 	// ProblemDivergence: the archive held transactions the server does not have (the old
 	// primary's last ones, lost in a failover); the archive was stepped back and they are
@@ -62,6 +62,11 @@ const (
 	// ProblemBehind: the server is behind the archive's end (another database, or one restored
 	// to an earlier point without Rebase); nothing is archived until that is resolved.
 	ProblemBehind ProblemKind = "behind"
+	// ProblemUnresolvedDivergence: the server does not have the archive's end in its history,
+	// and stepping back found no segment start it can send from (the histories part further
+	// back, or the server's binary logs from there are purged); nothing is archived until a
+	// person resolves it (see the problem's message).
+	ProblemUnresolvedDivergence ProblemKind = "unresolved-divergence"
 )
 
 // Problem is something the archiver met that a person must know about.
@@ -69,7 +74,8 @@ type Problem struct {
 	Kind   ProblemKind
 	Server string
 	// From is the archive's end when it happened; To where the archiver continues (Gap), or
-	// the position it stepped back to (Divergence), or the server's position (Behind).
+	// the position it stepped back to (Divergence), or the server's position (Behind,
+	// UnresolvedDivergence).
 	From, To Position
 	// Superseded are the keys of the segments a divergence superseded.
 	Superseded []string
