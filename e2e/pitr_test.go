@@ -95,6 +95,20 @@ func (a *archiveSetup) span() archiveSpan {
 	return s
 }
 
+// following waits until `agent archive` streams the primary's binary log (its log says so).
+func (a *archiveSetup) following() {
+	a.t.Helper()
+	if err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+		b, _ := os.ReadFile(filepath.Join(a.dir, "archive.log"))
+		if !strings.Contains(string(b), "following the binary log") {
+			return fmt.Errorf("agent archive does not follow the primary yet")
+		}
+		return nil
+	}); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
 // caughtUp waits until the archive ends where the primary's binary log does (a second or so
 // after its last commit).
 func (a *archiveSetup) caughtUp(primary string) archiveSpan {
@@ -266,7 +280,8 @@ func testArchiveAcrossFailover(t *testing.T, ctx context.Context) {
 	a := newArchiveSetup(t, ctx)
 	base := a.backup(t, ctx)
 	a.start()
-	a.caughtUp("db_master")
+	// Nothing is committed after the backup yet, so the archive is empty: wait for it to follow.
+	a.following()
 
 	lctx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
