@@ -79,7 +79,7 @@ func List(ctx context.Context, c Catalog) ([]Entry, error) {
 }
 
 func readManifest(ctx context.Context, c Catalog, id string) (Manifest, []byte, error) {
-	b, err := readSmall(ctx, c, ManifestKey(id), maxManifest)
+	b, err := ReadSmall(ctx, c, ManifestKey(id), maxManifest)
 	if err != nil {
 		return Manifest{}, nil, err
 	}
@@ -90,8 +90,18 @@ func readManifest(ctx context.Context, c Catalog, id string) (Manifest, []byte, 
 	return m, b, err
 }
 
-// readSmall reads a whole object of at most max bytes; a larger one is an error.
-func readSmall(ctx context.Context, c Catalog, key string, max int64) ([]byte, error) {
+// TooLargeError is an object larger than ReadSmall was allowed to read.
+type TooLargeError struct {
+	Key string
+	Max int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("read %s: larger than %d bytes", e.Key, e.Max)
+}
+
+// ReadSmall reads a whole object of at most max bytes; a larger one is a *TooLargeError.
+func ReadSmall(ctx context.Context, c Catalog, key string, max int64) ([]byte, error) {
 	rc, _, err := c.Get(ctx, key)
 	if err != nil {
 		return nil, err
@@ -102,7 +112,7 @@ func readSmall(ctx context.Context, c Catalog, key string, max int64) ([]byte, e
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", key, max)
+		return nil, &TooLargeError{Key: key, Max: max}
 	}
 	return b, nil
 }
@@ -114,7 +124,7 @@ func Authenticate(ctx context.Context, c Catalog, keys *ManifestKeys, e *Entry) 
 	if !e.Complete || e.raw == nil {
 		return fmt.Errorf("authenticate backup %s: its manifest was not read (not a complete backup of List)", e.ID)
 	}
-	sig, err := readSmall(ctx, c, SignatureKey(e.ID), maxSignature)
+	sig, err := ReadSmall(ctx, c, SignatureKey(e.ID), maxSignature)
 	if errors.Is(err, ErrNotFound) {
 		sig, err = nil, nil
 	}

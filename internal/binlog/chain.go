@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -206,13 +205,13 @@ func groupObjects(objs []backup.Object) ([]*objectGroup, []string) {
 // returned as a problem; a failure to read the store as an error.
 func readSegmentManifest(ctx context.Context, c backup.Catalog, o ListOptions, g *objectGroup) (*Segment, string, error) {
 	base := g.info.base
-	var tooLarge *errTooLarge
-	raw, err := readSmall(ctx, c, manifestKey(base), maxManifest)
+	var tooLarge *backup.TooLargeError
+	raw, err := backup.ReadSmall(ctx, c, manifestKey(base), maxManifest)
 	switch {
 	case errors.Is(err, backup.ErrNotFound):
 		return nil, "no manifest: its writing failed or is in progress", nil
 	case errors.As(err, &tooLarge):
-		return nil, "manifest " + tooLarge.Error(), nil
+		return nil, fmt.Sprintf("manifest %s is larger than %d bytes", tooLarge.Key, tooLarge.Max), nil
 	case err != nil:
 		return nil, "", err
 	}
@@ -225,12 +224,12 @@ func readSegmentManifest(ctx context.Context, c backup.Catalog, o ListOptions, g
 	}
 	var sig []byte
 	if g.has[signatureSuffix] {
-		sig, err = readSmall(ctx, c, signatureKey(base), maxSignature)
+		sig, err = backup.ReadSmall(ctx, c, signatureKey(base), maxSignature)
 		switch {
 		case errors.Is(err, backup.ErrNotFound):
 			sig = nil
 		case errors.As(err, &tooLarge):
-			return nil, "signature " + tooLarge.Error(), nil
+			return nil, fmt.Sprintf("signature %s is larger than %d bytes", tooLarge.Key, tooLarge.Max), nil
 		case err != nil:
 			return nil, "", err
 		}
@@ -244,32 +243,6 @@ func readSegmentManifest(ctx context.Context, c backup.Catalog, o ListOptions, g
 
 // maxSignature bounds what is read as a manifest's signature.
 const maxSignature = 4 << 10
-
-// errTooLarge is an object larger than one of its kind may be: a problem of the segment, not of
-// the store.
-type errTooLarge struct {
-	key string
-	max int64
-}
-
-func (e *errTooLarge) Error() string { return fmt.Sprintf("%s is larger than %d bytes", e.key, e.max) }
-
-// readSmall reads a whole object of at most max bytes (*errTooLarge when it is larger).
-func readSmall(ctx context.Context, c backup.Catalog, key string, max int64) ([]byte, error) {
-	rc, _, err := c.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	if int64(len(b)) > max {
-		return nil, &errTooLarge{key: key, max: max}
-	}
-	return b, nil
-}
 
 // resolve orders valid segments into the archive. A segment supersedes every segment written
 // before it that starts at or after its start (by ordinal), and cuts one written before it that
