@@ -25,15 +25,7 @@ import (
 type archiveStore struct{ s *s3store.Store }
 
 func (a archiveStore) List(ctx context.Context) ([]backup.Object, error) {
-	objs, err := a.s.List(ctx, binlog.Prefix)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]backup.Object, len(objs))
-	for i, o := range objs {
-		out[i] = backup.Object{Key: o.Key, Size: o.Size}
-	}
-	return out, nil
+	return listObjects(ctx, a.s, binlog.Prefix)
 }
 
 func (a archiveStore) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hastack/hastack/internal/alerts"
 	"github.com/hastack/hastack/internal/config"
 	"github.com/hastack/hastack/internal/docker"
 	"github.com/hastack/hastack/internal/failover"
@@ -51,16 +50,11 @@ func cmdArchive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer closeCl()
 	var cluster atomic.Pointer[failover.Cluster]
 	cluster.Store(cl)
-	// Its alerts go where agent run's go; the last ones are delivered before it returns.
-	delivery, err := newAlertDelivery(cfg.Alerts, log, prometheus.NewRegistry())
+	events, stopAlerts, err := startAlerts(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	dctx, stopDelivery := context.WithCancel(context.WithoutCancel(ctx))
-	delivered := make(chan struct{})
-	go func() { defer close(delivered); delivery.Run(dctx) }()
-	defer func() { stopDelivery(); <-delivered }()
-	events := alerts.NewLogger(log, prometheus.NewRegistry()).DeliverTo(delivery)
+	defer stopAlerts()
 	a, err := newArchiver(ctx, cfg, &cluster, events, prometheus.NewRegistry(), log)
 	if err != nil {
 		return err

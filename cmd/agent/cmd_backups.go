@@ -167,8 +167,11 @@ func signatureState(e backup.Entry) string {
 // catalog lists and reads a backup store for backup.List.
 type catalog struct{ s *s3store.Store }
 
-func (c catalog) List(ctx context.Context) ([]backup.Object, error) {
-	objs, err := c.s.List(ctx, "")
+func (c catalog) List(ctx context.Context) ([]backup.Object, error) { return listObjects(ctx, c.s, "") }
+
+// listObjects lists the store's objects under prefix as the backup packages see them.
+func listObjects(ctx context.Context, s *s3store.Store, prefix string) ([]backup.Object, error) {
+	objs, err := s.List(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}

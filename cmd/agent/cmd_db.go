@@ -109,17 +109,12 @@ func cmdDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		printDBReport(stdout, rep)
 		return nil
 	}
-	// The alerts go where agent run's go (the alerts section); the last ones are delivered
-	// before the command returns.
-	delivery, err := newAlertDelivery(cfg.Alerts, log, prometheus.NewRegistry())
+	events, stopAlerts, err := startAlerts(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	dctx, stopDelivery := context.WithCancel(ctx)
-	delivered := make(chan struct{})
-	go func() { defer close(delivered); delivery.Run(dctx) }()
-	defer func() { stopDelivery(); <-delivered }()
-	cl.Notify = alerts.NewLogger(log, prometheus.NewRegistry()).DeliverTo(delivery).Event
+	defer stopAlerts()
+	cl.Notify = events.Event
 	if sub == "watch" {
 		return watchDB(ctx, cfg, engine, cl, log)
 	}
@@ -391,4 +386,17 @@ func followRoles(ctx context.Context, cfg config.Config, engine *docker.Client) 
 		cfg.Backup.Primary, cfg.Backup.Replica = cfg.Backup.Replica, cfg.Backup.Primary
 	}
 	return cfg
+}
+
+// startAlerts delivers a command's alert events where agent run's go (the alerts section);
+// stop delivers the last ones before the command returns.
+func startAlerts(ctx context.Context, cfg config.Config, log *slog.Logger) (events *alerts.Logger, stop func(), err error) {
+	delivery, err := newAlertDelivery(cfg.Alerts, log, prometheus.NewRegistry())
+	if err != nil {
+		return nil, nil, err
+	}
+	dctx, stopDelivery := context.WithCancel(ctx)
+	delivered := make(chan struct{})
+	go func() { defer close(delivered); delivery.Run(dctx) }()
+	return alerts.NewLogger(log, prometheus.NewRegistry()).DeliverTo(delivery), func() { stopDelivery(); <-delivered }, nil
 }
