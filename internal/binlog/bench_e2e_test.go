@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,15 +38,7 @@ func TestArchiveBenchmark(t *testing.T) {
 	requireImage(t)
 	ctx := context.Background()
 	perSecond, seconds, replayRows := envInt("WRITES_PER_SECOND", 500), envInt("SECONDS", 20), envInt("REPLAY_ROWS", 50000)
-	src := startServer(t, "bench-src", 1)
-	src.sql(t, "SET sql_log_bin=0; CREATE USER arch@'%' IDENTIFIED BY 'arch'; GRANT REPLICATION SLAVE ON *.* TO arch@'%';"+
-		"CREATE USER w@'%' IDENTIFIED BY 'w'; GRANT ALL ON *.* TO w@'%'")
-	db, err := sql.Open("mysql", "w:w@tcp("+src.addr+")/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(16)
+	src, db := startSource(t, "bench-src")
 
 	runtime.GC()
 	rssBefore, heapBefore := rssKiB(t), heapKiB()

@@ -32,15 +32,7 @@ import (
 func TestArchiveEndToEnd(t *testing.T) {
 	requireImage(t)
 	ctx := context.Background()
-	src := startServer(t, "src", 1)
-	src.sql(t, "SET sql_log_bin=0; CREATE USER arch@'%' IDENTIFIED BY 'arch'; GRANT REPLICATION SLAVE ON *.* TO arch@'%';"+
-		"CREATE USER w@'%' IDENTIFIED BY 'w'; GRANT ALL ON *.* TO w@'%'")
-	db, err := sql.Open("mysql", "w:w@tcp("+src.addr+")/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(16)
+	src, db := startSource(t, "src")
 
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -354,6 +346,22 @@ func caughtUp(t *testing.T, a *Archiver, s *server) {
 func sleepToSecond(after time.Duration) {
 	next := time.Now().Truncate(time.Second).Add(time.Second + after)
 	time.Sleep(time.Until(next))
+}
+
+// startSource starts the server the archive follows, with its accounts: arch (REPLICATION
+// SLAVE, the archiver's) and w (the writers'), and a pool of the writers' connections.
+func startSource(t *testing.T, role string) (*server, *sql.DB) {
+	t.Helper()
+	src := startServer(t, role, 1)
+	src.sql(t, "SET sql_log_bin=0; CREATE USER arch@'%' IDENTIFIED BY 'arch'; GRANT REPLICATION SLAVE ON *.* TO arch@'%';"+
+		"CREATE USER w@'%' IDENTIFIED BY 'w'; GRANT ALL ON *.* TO w@'%'")
+	db, err := sql.Open("mysql", "w:w@tcp("+src.addr+")/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(16)
+	return src, db
 }
 
 // server is a MariaDB container of the stack's image.
