@@ -71,12 +71,13 @@ func main() {
 	interval := fs.Duration("interval", 500*time.Millisecond, "time between two probes of a backend")
 	timeout := fs.Duration("timeout", time.Second, "bound of one probe, answer included")
 	rise := fs.Int("rise", 2, "consecutive good probes to come back into rotation")
-	fall := fs.Int("fall", 1, "consecutive failed probes to leave rotation")
+	fall := fs.Int("fall", 1, "consecutive failed probes to leave rotation, the last refused or answered wrongly")
+	slowFall := fs.Int("slow-fall", 2, "consecutive failed probes to leave rotation, the last without an answer within --timeout")
 	listen := fs.String("listen", "127.0.0.1:9797", "address of /healthz and /status (JSON); empty: none")
 	fs.Parse(os.Args[1:])
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	c, err := lbhealth.New(*dir, backends, lbhealth.Options{Interval: *interval, Timeout: *timeout, Rise: *rise, Fall: *fall, Logger: log})
+	c, err := lbhealth.New(*dir, backends, lbhealth.Options{Interval: *interval, Timeout: *timeout, Rise: *rise, Fall: *fall, SlowFall: *slowFall, Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lb-health:", err)
 		os.Exit(2)

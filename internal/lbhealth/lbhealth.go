@@ -9,10 +9,14 @@
 // nginx reads: "<name>.down" for a backend out of rotation (an `if (-f ...)` per request: a stat
 // of a file in memory). This package probes every backend and keeps those files.
 //
-// It never takes the last backends out of rotation: a backend whose probe fails while every
-// other one is out already stays in (its markers are left as they were), so nginx always has a
-// group to send to, and a backend that hung does not come back because the last one is slow
-// under the load it took over.
+// A backend whose probe is refused or answered wrongly goes out at once; one whose probes get no
+// answer in time goes out at the second in a row (probes do not wait for each other, so that is
+// about 1.5 s after it hung): one slow answer is what a busy backend gives under load.
+//
+// It never takes the last backends out of rotation: when every backend fails, those that time
+// out stay in and those that refuse go out, and when all fail alike the markers stay as they
+// were. So nginx always has a group to send to, and a backend that hung does not come back
+// because the last one is slow under the load it took over.
 package lbhealth
 
 import (
@@ -46,8 +50,12 @@ type Options struct {
 	Interval time.Duration // between the starts of two probes of one backend (default 500 ms)
 	Timeout  time.Duration // for one probe, answer included (default 1 s)
 	Rise     int           // consecutive good probes to come back (default 2)
-	Fall     int           // consecutive bad probes to go out (default 1)
-	Client   *http.Client  // default: no keep-alive, no proxy, no redirects
+	Fall     int           // consecutive failed probes to go out, the last refused or wrong (default 1)
+	// SlowFall: consecutive failed probes to go out when the last got no answer in time
+	// (default 2). One answer slower than Timeout is what a busy backend gives under load; a
+	// hung one gives nothing, probe after probe.
+	SlowFall int
+	Client   *http.Client // default: no keep-alive, no proxy, no redirects
 	Logger   *slog.Logger
 }
 
@@ -63,6 +71,9 @@ func (o *Options) defaults() {
 	}
 	if o.Fall <= 0 {
 		o.Fall = 1
+	}
+	if o.SlowFall <= 0 {
+		o.SlowFall = 2
 	}
 	if o.Client == nil {
 		o.Client = &http.Client{
@@ -112,6 +123,7 @@ type Checker struct {
 
 	mu     sync.Mutex
 	down   map[string]bool // by the probes
+	slow   map[string]bool // the last failed probe timed out (rather than was refused)
 	marked map[string]bool // out of rotation: a marker file exists
 	probed map[string]bool // at least one probe finished
 }
@@ -132,7 +144,7 @@ func New(dir string, backends []Backend, opt Options) (*Checker, error) {
 		seen[b.Name] = true
 	}
 	opt.defaults()
-	return &Checker{Dir: dir, Backends: backends, opt: opt, down: map[string]bool{}, marked: map[string]bool{}, probed: map[string]bool{}}, nil
+	return &Checker{Dir: dir, Backends: backends, opt: opt, down: map[string]bool{}, slow: map[string]bool{}, marked: map[string]bool{}, probed: map[string]bool{}}, nil
 }
 
 // Run probes until ctx ends. It starts from a clean directory (markers a previous run left are
@@ -169,43 +181,91 @@ func (c *Checker) clear() error {
 	return nil
 }
 
+// watch probes b every Interval, without waiting for the probe before: a probe that hangs does
+// not delay the next one, so a backend that stops answering has SlowFall timed-out probes
+// Interval apart, and is out about Timeout + (SlowFall-1)*Interval after it stopped (1.5 s by
+// default), while one slow answer among good ones is not a hang. Results count in the order
+// they arrive.
 func (c *Checker) watch(ctx context.Context, b Backend) {
-	good, bad := 0, 0
+	results := make(chan error)
+	// At most this many probes of one backend at once: the ones a hung backend holds until their
+	// timeout, and the next.
+	inflight := make(chan struct{}, int(c.opt.Timeout/c.opt.Interval)+2)
+	var probes sync.WaitGroup
+	defer probes.Wait()
+	launch := func() {
+		select {
+		case inflight <- struct{}{}:
+		default:
+			return // every slot holds a probe that has not timed out yet
+		}
+		probes.Add(1)
+		go func() {
+			defer probes.Done()
+			err := c.probe(ctx, b)
+			<-inflight
+			select {
+			case results <- err:
+			case <-ctx.Done():
+			}
+		}()
+	}
 	tick := time.NewTicker(c.opt.Interval)
 	defer tick.Stop()
+	good, failed := 0, 0
+	launch()
 	for {
-		err := c.probe(ctx, b)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			good, bad = good+1, 0
-		} else {
-			good, bad = 0, bad+1
-		}
-		c.mu.Lock()
-		c.probed[b.Name] = true
-		wasDown := c.down[b.Name]
-		switch {
-		case wasDown && good >= c.opt.Rise:
-			c.down[b.Name] = false
-			c.opt.Logger.Info("backend back in rotation", "backend", b.Name)
-		case !wasDown && bad >= c.opt.Fall:
-			c.down[b.Name] = true
-			c.opt.Logger.Warn("backend out of rotation", "backend", b.Name, "err", err)
-		}
-		if c.down[b.Name] != wasDown {
-			if err := c.writeMarkers(); err != nil {
-				c.opt.Logger.Error("update the markers", "err", err)
-			}
-		}
-		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			launch()
+		case err := <-results:
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				good, failed = good+1, 0
+			} else {
+				good, failed = 0, failed+1
+			}
+			c.record(b, err, good, failed)
 		}
 	}
+}
+
+// record applies one probe's result, with the counts of consecutive good and failed probes.
+func (c *Checker) record(b Backend, err error, good, failed int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.probed[b.Name] = true
+	wasDown := c.down[b.Name]
+	slow := err != nil && isTimeout(err)
+	switch {
+	case wasDown && good >= c.opt.Rise:
+		c.down[b.Name] = false
+		c.opt.Logger.Info("backend back in rotation", "backend", b.Name)
+	case !wasDown && err != nil && (failed >= c.opt.SlowFall || !slow && failed >= c.opt.Fall):
+		c.down[b.Name] = true
+		c.opt.Logger.Warn("backend out of rotation", "backend", b.Name, "err", err, "failed_probes", failed)
+	}
+	changed := c.down[b.Name] != wasDown
+	if err != nil && c.slow[b.Name] != slow {
+		c.slow[b.Name] = slow
+		changed = changed || c.down[b.Name]
+	}
+	if changed {
+		if err := c.writeMarkers(); err != nil {
+			c.opt.Logger.Error("update the markers", "err", err)
+		}
+	}
+}
+
+// isTimeout tells a probe that got no answer in time (a hung backend, or one slow under load)
+// from one that was refused, reset or answered wrongly (certainly not serving).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // probe is one GET of the backend's URL, bounded by the timeout, its body read (bounded).
@@ -261,27 +321,37 @@ func probeMySQL(ctx context.Context, addr string) error {
 }
 
 // writeMarkers makes the files match the probes: a marker for each backend that is down, unless
-// that would leave none in rotation: then the markers stay as they are (the backends still in
-// rotation are the last ones). Called with mu held.
+// that would leave none in rotation. Then the ones whose probes time out stay in rotation and
+// those that refuse or answer wrongly go out (a slow backend may still answer, a refusing one
+// will not); when all fail alike, the markers stay as they are (the backends still in rotation
+// are the last ones). Called with mu held.
 func (c *Checker) writeMarkers() error {
-	allDown := true
+	out := map[string]bool{}
+	allDown, anySlow, anyHard := true, false, false
 	for _, b := range c.Backends {
+		out[b.Name] = c.down[b.Name]
 		allDown = allDown && c.down[b.Name]
+		anySlow = anySlow || c.down[b.Name] && c.slow[b.Name]
+		anyHard = anyHard || c.down[b.Name] && !c.slow[b.Name]
 	}
 	if allDown {
 		var in []string
 		for _, b := range c.Backends {
-			if !c.marked[b.Name] {
+			if anySlow && anyHard {
+				out[b.Name] = !c.slow[b.Name]
+			} else {
+				out[b.Name] = c.marked[b.Name]
+			}
+			if !out[b.Name] {
 				in = append(in, b.Name)
 			}
 		}
 		c.opt.Logger.Warn("every backend fails its probe: the last ones stay in rotation", "in", in)
-		return nil
 	}
 	var errs []error
 	for _, b := range c.Backends {
 		path := filepath.Join(c.Dir, b.Name+".down")
-		if c.down[b.Name] {
+		if out[b.Name] {
 			if err := touch(path); err != nil {
 				errs = append(errs, err)
 				continue
@@ -290,7 +360,7 @@ func (c *Checker) writeMarkers() error {
 			errs = append(errs, err)
 			continue
 		}
-		c.marked[b.Name] = c.down[b.Name]
+		c.marked[b.Name] = out[b.Name]
 	}
 	return errors.Join(errs...)
 }
