@@ -114,7 +114,7 @@ group() {
 }
 
 # write_backends: generated/upstreams.conf (http level) and generated/pool.conf (server level,
-# sets $web_pool, the group a request goes to).
+# sets $web_pool, the group a request goes to, and $web_reduced, set when a backend is out).
 write_backends() {
 	local b name
 	for b in $WEB_BACKENDS; do
@@ -130,8 +130,9 @@ write_backends() {
 	{
 		echo "# Written by the entrypoint: lb-health's markers choose the group, at every request."
 		echo "set \$web_pool web_all;"
+		echo "set \$web_reduced \"\";"
 		for b in $WEB_BACKENDS; do
-			echo "if (-f $LB_STATE/${b%%=*}.down) { set \$web_pool web_without_${b%%=*}; }"
+			echo "if (-f $LB_STATE/${b%%=*}.down) { set \$web_pool web_without_${b%%=*}; set \$web_reduced 1; }"
 		done
 	} >"$GEN/pool.conf"
 	log "backends: $WEB_BACKENDS"
