@@ -356,3 +356,45 @@ func TestNoSecretInComposeOrImages(t *testing.T) {
 		}
 	}
 }
+
+// Every image built from the repository's Go programs has the same build stage, which builds
+// them all: built together, BuildKit runs it once for all of them (the first run compiles once,
+// not once per image), and its cache mounts serve the next build. A stage that drifted in one
+// Dockerfile would silently compile again, so the stages must be equal, instruction for
+// instruction (comments and line continuations aside).
+func TestGoImagesShareOneBuildStage(t *testing.T) {
+	stage := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.ReplaceAll(string(b), "\\\n", " ")
+		var lines []string
+		in := false
+		for _, line := range strings.Split(text, "\n") {
+			line = strings.Join(strings.Fields(line), " ")
+			switch {
+			case strings.HasPrefix(line, "#") || line == "":
+				continue
+			case strings.HasPrefix(line, "FROM "):
+				in = strings.HasSuffix(line, " AS build")
+			}
+			if in {
+				lines = append(lines, line)
+			}
+		}
+		if len(lines) == 0 {
+			t.Fatalf("%s has no stage named build", path)
+		}
+		return strings.Join(lines, "\n")
+	}
+	want := stage("../Dockerfile")
+	if !strings.Contains(want, "go build") || !strings.Contains(want, "./cmd/...") {
+		t.Fatalf("../Dockerfile's build stage does not build ./cmd/...:\n%s", want)
+	}
+	for _, path := range []string{"../stack/lb-health/Dockerfile", "../stack/docker-proxy/Dockerfile", "../stack/alertmanager/Dockerfile"} {
+		if got := stage(path); got != want {
+			t.Errorf("%s's build stage differs from ../Dockerfile's (the images would compile separately):\n%s\nwant:\n%s", path, got, want)
+		}
+	}
+}
