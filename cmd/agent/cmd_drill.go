@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -139,6 +140,35 @@ func drill(ctx context.Context, cfg config.Config, engine *docker.Client, req dr
 	if err != nil {
 		return backup.DrillReport{}, err
 	}
+	var replay *binlog.ReplayOptions // point-in-time, with an archive: its segments, spooled
+	var notes []string
+	switch {
+	case point == nil:
+	case len(point.chain.Segments) == 0:
+		notes = append(notes, "the binlog archive is empty: backup "+m.ID+" was drilled alone, not the database as it was at "+point.at.Local().Format(time.DateTime))
+	default:
+		from, err := binlog.ParsePosition(m.GTID)
+		if err != nil {
+			return backup.DrillReport{}, fmt.Errorf("backup %s: its GTID position %q: %w", m.ID, m.GTID, err)
+		}
+		// Every segment the replay needs is read from the store once, into the spool, before
+		// anything starts; the drill's tally and its replay read them from there.
+		spool, err := binlog.NewSpool(binlog.SpoolOptions{Progress: spoolProgress(req.progress)})
+		if err != nil {
+			return backup.DrillReport{}, fmt.Errorf("restore drill of %s: %w", m.ID, err)
+		}
+		defer func() {
+			if err := spool.Close(); err != nil {
+				slog.Warn("restore drill: the binlog spool was not removed", "err", err)
+			}
+		}()
+		ro := binlog.ReplayOptions{From: from, Stop: binlog.Stop{Time: point.at}, Objects: store, Identities: ids}
+		if _, err := spool.Fetch(ctx, point.chain, ro); err != nil {
+			return backup.DrillReport{}, fmt.Errorf("restore drill of %s to %s UTC: %w", m.ID, point.at.UTC().Format(time.DateTime), err)
+		}
+		ro.Spool = spool
+		replay = &ro
+	}
 	image, err := mariadbImage(ctx, cfg, engine)
 	if err != nil {
 		return backup.DrillReport{}, err
@@ -157,17 +187,8 @@ func drill(ctx context.Context, cfg config.Config, engine *docker.Client, req dr
 	}
 	o := backup.DrillOptions{Backup: m, Auth: e.Auth, AllowUnsigned: req.choice.allowUnsigned,
 		Reader: store, Identities: ids, Scratch: s, Progress: req.progress}
-	var notes []string
-	switch {
-	case point == nil:
-	case len(point.chain.Segments) == 0:
-		notes = append(notes, "the binlog archive is empty: backup "+m.ID+" was drilled alone, not the database as it was at "+point.at.Local().Format(time.DateTime))
-	default:
-		from, err := binlog.ParsePosition(m.GTID)
-		if err != nil {
-			return backup.DrillReport{}, fmt.Errorf("backup %s: its GTID position %q: %w", m.ID, m.GTID, err)
-		}
-		o.Replay = binlog.DrillReplay(point.chain, binlog.ReplayOptions{From: from, Objects: store, Identities: ids}, point.at, s.ApplyBinlog)
+	if replay != nil {
+		o.Replay = binlog.DrillReplay(point.chain, *replay, point.at, s.ApplyBinlog)
 		if w := point.window; w != nil {
 			o.Replay.WindowFrom, o.Replay.WindowTo = w.From, w.To
 		}

@@ -37,6 +37,10 @@ checked against the manifest; and, on the primary, the replica must catch up (it
 restore from the binary log) with the same rows. Accounts the target already has are kept as
 they are (their passwords come from the stack's secrets); the backup's other accounts are created.
 
+With --at or --to-gtid, the binlog archive's segments the replay needs are downloaded once,
+verified and kept in a private directory in $TMPDIR (else /tmp) before anything is touched; the
+replay reads them from there, and the directory is removed when the restore ends.
+
 Targets: "primary" (backup.primary, default), "new" (a fresh MariaDB container named
 hastack-restore-ID, left running for you to inspect), or the name of another container running
 MariaDB (root through its socket, or --target-password-file).`
@@ -91,11 +95,29 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	var (
-		e      backup.Entry
-		m      backup.Manifest
-		ids    []age.Identity
-		replay *replayPlan
+		e       backup.Entry
+		m       backup.Manifest
+		ids     []age.Identity
+		replay  *replayPlan
+		archive pitrArchive
 	)
+	prog := newProgress(stderr)
+	if *at != "" || *toGTID != "" {
+		if archive.keys, err = loadManifestKeys(cfg, *manifestKey); err != nil {
+			return err
+		}
+		archive.store, archive.allowUnsigned = store, *allowUnsigned
+		// The binlog segments the replay needs are read from the store once, into the spool,
+		// before anything is touched; it is removed when the restore ends, however it ends.
+		if archive.spool, err = binlog.NewSpool(binlog.SpoolOptions{Progress: spoolProgress(prog.report)}); err != nil {
+			return fmt.Errorf("%w; nothing was touched", err)
+		}
+		defer func() {
+			if err := archive.spool.Close(); err != nil {
+				fmt.Fprintf(stderr, "warning: %v\n", err)
+			}
+		}()
+	}
 	for {
 		if e, err = chooseAuthenticated(ctx, cfg, store, choice); err != nil {
 			return err
@@ -107,11 +129,8 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if *at == "" && *toGTID == "" {
 			break
 		}
-		keys, err := loadManifestKeys(cfg, *manifestKey)
-		if err != nil {
-			return err
-		}
-		replay, err = planReplay(ctx, store, keys, *allowUnsigned, ids, m, stop)
+		replay, err = planReplay(ctx, archive, ids, m, stop)
+		prog.end()
 		var tooNew *dumpAfterStopError
 		if errors.As(err, &tooNew) {
 			// Its snapshot is later than the point: the one before it, replayed further.
@@ -166,7 +185,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 
-	o := backup.RestoreOptions{Backup: m, Auth: e.Auth, AllowUnsigned: *allowUnsigned, Reader: store, Identities: ids, Progress: newProgress(stderr).report}
+	o := backup.RestoreOptions{Backup: m, Auth: e.Auth, AllowUnsigned: *allowUnsigned, Reader: store, Identities: ids, Progress: prog.report}
 	switch plan.Kind {
 	case "new":
 		image, err := mariadbImage(ctx, cfg, engine)
@@ -543,6 +562,14 @@ func (p *progress) report(r backup.RestoreProgress) {
 	eta := time.Duration(float64(r.Total-r.Read)/max(rate, 1)) * time.Second
 	fmt.Fprintf(p.w, "\r%s  %s / %s  %3.0f%%  %s/s  ETA %s   ", stepTitle(r.Step), humanBytes(r.Read), humanBytes(r.Total),
 		100*float64(r.Read)/float64(r.Total), humanBytes(int64(rate)), eta.Round(time.Second))
+}
+
+// end finishes the line a step drew on a terminal, before something else is written there.
+func (p *progress) end() {
+	if p.tty && p.step != "" {
+		fmt.Fprintln(p.w)
+	}
+	p.step = ""
 }
 
 func stepTitle(step string) string {

@@ -19,7 +19,7 @@ import (
 )
 
 // replayPlan is the point-in-time part of a restore: the archived transactions after the dump,
-// up to the point asked for, every segment already verified.
+// up to the point asked for, every segment already verified and kept in the spool.
 type replayPlan struct {
 	Stop         string    `json:"stop"`      // the point asked for
 	From         string    `json:"from_gtid"` // the dump's position: replayed after it
@@ -36,16 +36,27 @@ type replayPlan struct {
 	opts  binlog.ReplayOptions
 }
 
-// planReplay finds the archived transactions after the dump m up to stop and verifies every
-// segment they are in (signature, SHA-256, decryption, checksums): a missing or corrupt one is
-// refused here, before anything is touched. It returns nil when the archive is empty and the
-// stop is a time (the restore is then the dump's, and the plan says so).
-//
-// Unsigned segments are used as unsigned backups are: only when the operator said so
-// (allowUnsigned: --allow-unsigned names the backup to trust), or when no manifest key is
-// configured at all (then nothing is signed, and the backup itself needed --allow-unsigned).
-func planReplay(ctx context.Context, store *s3store.Store, keys *backup.ManifestKeys, allowUnsigned bool, ids []age.Identity, m backup.Manifest, stop binlog.Stop) (*replayPlan, error) {
-	chain, err := binlog.List(ctx, archiveStore{store}, binlog.ListOptions{Keys: keys, AllowUnsigned: allowUnsigned})
+// pitrArchive is where a point-in-time restore reads the binlog archive, and how.
+type pitrArchive struct {
+	store *s3store.Store
+	// keys check the segments' manifests. Unsigned segments are used as unsigned backups are:
+	// only when the operator said so (allowUnsigned: --allow-unsigned names the backup to
+	// trust), or when no manifest key is configured at all (then nothing is signed, and the
+	// backup itself needed --allow-unsigned).
+	keys          *backup.ManifestKeys
+	allowUnsigned bool
+	// spool receives every segment the replay needs, read from the store once: the checks and
+	// the replay read them from there.
+	spool *binlog.Spool
+}
+
+// planReplay finds the archived transactions after the dump m up to stop, fetches every segment
+// they are in into the spool and verifies it (signature, SHA-256, decryption, checksums): a
+// missing or corrupt one, or a disk without room for them, is refused here, before anything is
+// touched. It returns nil when the archive is empty and the stop is a time (the restore is then
+// the dump's, and the plan says so).
+func planReplay(ctx context.Context, a pitrArchive, ids []age.Identity, m backup.Manifest, stop binlog.Stop) (*replayPlan, error) {
+	chain, err := binlog.List(ctx, archiveStore{a.store}, binlog.ListOptions{Keys: a.keys, AllowUnsigned: a.allowUnsigned})
 	if err != nil {
 		return nil, fmt.Errorf("binlog archive: %w", err)
 	}
@@ -65,16 +76,20 @@ func planReplay(ctx context.Context, store *s3store.Store, keys *backup.Manifest
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: its GTID position %q: %w", m.ID, m.GTID, err)
 	}
-	opts := binlog.ReplayOptions{From: from, Stop: stop, Objects: store, Identities: ids}
+	opts := binlog.ReplayOptions{From: from, Stop: stop, Objects: a.store, Identities: ids}
 	if !stop.Time.IsZero() {
-		if last, ok := lastCommitOf(ctx, chain, from, opts); ok && last.After(stop.Time) {
+		if last, ok := a.spool.LastCommit(ctx, chain, from, opts); ok && last.After(stop.Time) {
 			// The backup was started before the point but its snapshot holds later commits.
 			return nil, &dumpAfterStopError{ID: m.ID, Last: last}
 		}
 	}
+	if _, err := a.spool.Fetch(ctx, chain, opts); err != nil {
+		return nil, cannotReplay(m, stop, err)
+	}
+	opts.Spool = a.spool // from here on, the store is not read
 	sel, changes, err := binlog.Tally(ctx, chain, opts)
 	if err != nil {
-		return nil, fmt.Errorf("the binlog archive cannot bring backup %s to %s: %w; nothing was touched (agent backups --archive shows the archive's span and holes)", m.ID, stop, err)
+		return nil, cannotReplay(m, stop, err)
 	}
 	if stop.GTID != (mariadb.GTID{}) && !sel.Covered {
 		return nil, fmt.Errorf("GTID %s is not in the binlog archive after backup %s (it ends at %s); nothing was touched", stop.GTID, m.ID, chain.End())
@@ -103,27 +118,25 @@ func (e *dumpAfterStopError) Error() string {
 	return fmt.Sprintf("backup %s holds a transaction committed at %s, after the point", e.ID, e.Last.Local().Format(time.DateTime))
 }
 
-// lastCommitOf is the commit time of the transactions at the position from (a backup's), as
-// the archive has them; ok is false when the archive does not hold them.
-func lastCommitOf(ctx context.Context, chain *binlog.Chain, from binlog.Position, opts binlog.ReplayOptions) (last time.Time, ok bool) {
-	for i, g := range from {
-		if g.Seq == 0 {
-			continue
-		}
-		before := slices.Clone(from)
-		before[i].Seq--
-		o := opts
-		o.From, o.Stop = before, binlog.Stop{GTID: g}
-		sel, err := binlog.Select(ctx, chain, o)
-		if err != nil || sel.Transactions != 1 {
-			continue
-		}
-		if sel.LastTime.After(last) {
-			last = sel.LastTime
-		}
-		ok = true
+// cannotReplay is the error of a replay whose segments cannot be fetched or read: the archive's
+// fault, or the spool's (no room on its disk).
+func cannotReplay(m backup.Manifest, stop binlog.Stop, err error) error {
+	var spoolErr *binlog.SpoolError
+	if errors.As(err, &spoolErr) {
+		return fmt.Errorf("fetch the binlog archive's segments to bring backup %s to %s: %w; nothing was touched", m.ID, stop, err)
 	}
-	return last, ok
+	return fmt.Errorf("the binlog archive cannot bring backup %s to %s: %w; nothing was touched (agent backups --archive shows the archive's span and holes)", m.ID, stop, err)
+}
+
+// spoolProgress shows a spool's fetching as the "archive" step of a restore or drill (report
+// may be nil).
+func spoolProgress(report func(backup.RestoreProgress)) func(binlog.SpoolProgress) {
+	if report == nil {
+		return nil
+	}
+	return func(p binlog.SpoolProgress) {
+		report(backup.RestoreProgress{Step: "archive", Read: p.Bytes, Total: p.TotalBytes})
+	}
 }
 
 // foreignDatabases are the databases the replay changes that the backup does not hold (nor the
@@ -166,7 +179,7 @@ func (p *replayPlan) notes() []string {
 }
 
 // replay applies the plan's transactions on target (mariadb-binlog in its container, then the
-// client); the segments are verified again as they are read.
+// client); the segments are read from the spool (and checked again), not from the store.
 func (p *replayPlan) replay(ctx context.Context, target mariadb.ContainerServer) (string, error) {
 	if p.Transactions == 0 {
 		return "no transaction after the backup up to " + p.Stop, nil

@@ -92,4 +92,11 @@
 // before the first one committed after it) or up to and including a GTID, verifies every
 // segment it needs before it writes anything, and writes them as one binary log stream for
 // `mariadb-binlog - | mariadb`; Select does the same without writing, for a dry run.
+//
+// A restore reads the archive through a Spool: Spool.Fetch reads every segment the replay needs
+// from the store once, verifies it, and keeps its binary log file (decrypted, uncompressed) in a
+// private temporary directory, before the database is touched; the checks before the restore
+// (Spool.LastCommit, Tally) and the replay itself (WriteStream with ReplayOptions.Spool) read
+// only from there. A store failing during the replay can then no longer leave the database
+// partly restored: the store is not read after the spool is complete.
 package binlog

@@ -14,7 +14,8 @@ import (
 // DrillReplay is the point-in-time part of a restore drill (backup.DrillReplay): the archive's
 // transactions after o.From committed up to point. Its Expect tallies them (Tally: every segment
 // verified, nothing applied); its Apply writes the same stream to apply, which runs it on the
-// scratch server (mariadb.ContainerServer.ApplyBinlog), and tallies what it wrote.
+// scratch server (mariadb.ContainerServer.ApplyBinlog), and tallies what it wrote. With o.Spool
+// (fetched with o.Stop at point), both read the segments only from the spool.
 func DrillReplay(c *Chain, o ReplayOptions, point time.Time, apply func(ctx context.Context, stream io.Reader) error) *backup.DrillReplay {
 	o.Stop = Stop{Time: point}
 	return &backup.DrillReplay{
@@ -118,13 +119,7 @@ func (w DrillWindow) Random(n func(int64) int64) time.Time {
 // no hole follows it (as a replay finds it; the transactions are checked when it reads them).
 func (c *Chain) ReplayableFrom(p Position) bool {
 	segs := c.Segments
-	first := -1
-	for i := len(segs) - 1; i >= 0; i-- {
-		if p.Within(segs[i].Manifest.Start, segs[i].End()) {
-			first = i
-			break
-		}
-	}
+	first := c.holding(p)
 	if first < 0 {
 		return false
 	}
@@ -134,6 +129,17 @@ func (c *Chain) ReplayableFrom(p Position) bool {
 		}
 	}
 	return true
+}
+
+// holding is the index of the segment a replay from p starts in: the last one whose span holds
+// p; -1 when none does.
+func (c *Chain) holding(p Position) int {
+	for i := len(c.Segments) - 1; i >= 0; i-- {
+		if p.Within(c.Segments[i].Manifest.Start, c.Segments[i].End()) {
+			return i
+		}
+	}
+	return -1
 }
 
 // lastCommit is the commit time of the archive's last transaction (of a transaction near it, if

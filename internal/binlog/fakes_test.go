@@ -29,6 +29,8 @@ type memStore struct {
 	gets    []string
 	// failPut, when set, may fail a Put or Upload of a key (after storing nothing).
 	failPut func(key string) error
+	// failGet, when set, may fail a read of a key (it is counted in gets).
+	failGet func(key string) error
 	// hang, when set, may make an operation ("list", "get", "put") on a key hang until its
 	// context ends, as a store that stopped answering does.
 	hang func(op, key string) bool
@@ -71,6 +73,11 @@ func (m *memStore) Open(ctx context.Context, key, ifMatch string) (io.ReadCloser
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.gets = append(m.gets, key)
+	if m.failGet != nil {
+		if err := m.failGet(key); err != nil {
+			return nil, 0, "", fmt.Errorf("get %s: %w", key, err)
+		}
+	}
 	b, ok := m.objects[key]
 	if !ok {
 		return nil, 0, "", fmt.Errorf("get %s: %w", key, backup.ErrNotFound)
@@ -105,6 +112,19 @@ func (m *memStore) Put(ctx context.Context, key string, data []byte, contentType
 	defer m.mu.Unlock()
 	m.objects[key] = bytes.Clone(data)
 	return nil
+}
+
+// dataGets counts the reads of segment data objects, by key.
+func (m *memStore) dataGets() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := map[string]int{}
+	for _, k := range m.gets {
+		if _, suffix, ok := parseKey(k); ok && suffix != manifestSuffix && suffix != signatureSuffix {
+			n[k]++
+		}
+	}
+	return n
 }
 
 func (m *memStore) keys() []string {

@@ -43,6 +43,24 @@ type ReplayOptions struct {
 	Stop       Stop
 	Objects    backup.ObjectReader // reads the segments' data objects (with If-Match)
 	Identities []age.Identity      // decrypt encrypted segments
+	// Spool, when set, holds the segments the replay needs (Spool.Fetch with these options):
+	// they are read from it, never from Objects, and a segment it does not hold fails the
+	// replay.
+	Spool *Spool
+}
+
+// segmentReader reads a segment and checks it (see OpenSegment); etag, when set, is the ETag of
+// the object read before, which a second read of the store must find again.
+type segmentReader func(ctx context.Context, s Segment, etag string) (*decoded, error)
+
+// reader reads the segments of a replay: from the spool when there is one, else from the store.
+func (o ReplayOptions) reader() segmentReader {
+	if o.Spool != nil {
+		return o.Spool.read
+	}
+	return func(ctx context.Context, s Segment, etag string) (*decoded, error) {
+		return readSegment(ctx, o.Objects, s, o.Identities, etag)
+	}
 }
 
 // Selection is what a replay holds.
@@ -73,7 +91,7 @@ type part struct {
 // Select verifies every segment a replay needs (see OpenSegment) and returns what the replay
 // would hold, writing nothing: a restore's dry run, or its check before it touches a database.
 func Select(ctx context.Context, c *Chain, o ReplayOptions) (Selection, error) {
-	sel, _, err := plan(ctx, c, o)
+	sel, _, err := plan(ctx, c, o, o.reader())
 	return sel, err
 }
 
@@ -83,18 +101,21 @@ func Select(ctx context.Context, c *Chain, o ReplayOptions) (Selection, error) {
 // server upgrade). `mariadb-binlog - | mariadb` applies it. Before writing anything it verifies
 // every segment it needs, refusing a missing or corrupt one with an error that names it; then it
 // reads them again, each only if it is still the object verified, and checks each again before
-// writing any of it. Without transactions to replay it writes nothing. An error after the
-// first write (the store failing during the second read) leaves a stream that ends early: a
-// consumer must then treat what it applied as incomplete.
+// writing any of it. Without transactions to replay it writes nothing.
+//
+// Without a spool, an error after the first write (the store failing during the second read)
+// leaves a stream that ends early: a consumer must then treat what it applied as incomplete.
+// With one (o.Spool), both reads are of the spool's local copies: the store is not read at all.
 func WriteStream(ctx context.Context, w io.Writer, c *Chain, o ReplayOptions) (Selection, error) {
-	sel, parts, err := plan(ctx, c, o)
+	read := o.reader()
+	sel, parts, err := plan(ctx, c, o, read)
 	if err != nil {
 		return sel, err
 	}
 	out := &countingWriter{w: w}
 	var cur *format
 	for _, p := range parts {
-		d, err := readSegment(ctx, o.Objects, p.seg, o.Identities, p.etag)
+		d, err := read(ctx, p.seg, p.etag)
 		if err != nil {
 			return sel, err
 		}
@@ -119,8 +140,9 @@ func WriteStream(ctx context.Context, w io.Writer, c *Chain, o ReplayOptions) (S
 	return sel, nil
 }
 
-// plan finds the segments a replay needs, verifies each, and selects its transactions.
-func plan(ctx context.Context, c *Chain, o ReplayOptions) (Selection, []part, error) {
+// plan finds the segments a replay needs, reads and verifies each with read, and selects its
+// transactions.
+func plan(ctx context.Context, c *Chain, o ReplayOptions, read segmentReader) (Selection, []part, error) {
 	sel := Selection{End: o.From}
 	if o.Stop.byGTID() && o.Stop.byTime() {
 		return sel, nil, errors.New("replay the binlog archive: stop at a time or at a GTID, not both")
@@ -129,13 +151,7 @@ func plan(ctx context.Context, c *Chain, o ReplayOptions) (Selection, []part, er
 	if len(segs) == 0 {
 		return sel, nil, errors.New("replay the binlog archive: the archive is empty")
 	}
-	first := -1
-	for i := len(segs) - 1; i >= 0; i-- {
-		if o.From.Within(segs[i].Manifest.Start, segs[i].End()) {
-			first = i
-			break
-		}
-	}
+	first := c.holding(o.From)
 	if first < 0 {
 		return sel, nil, fromOutside(c, o.From)
 	}
@@ -160,7 +176,7 @@ func plan(ctx context.Context, c *Chain, o ReplayOptions) (Selection, []part, er
 		if s.Manifest.Empty() || j == first && o.From.Equal(s.End()) {
 			continue // nothing in it to replay
 		}
-		d, err := readSegment(ctx, o.Objects, s, o.Identities, "")
+		d, err := read(ctx, s, "")
 		if err != nil {
 			return sel, nil, err
 		}
