@@ -124,6 +124,7 @@ type Checker struct {
 	mu     sync.Mutex
 	down   map[string]bool // by the probes
 	slow   map[string]bool // the last failed probe timed out (rather than was refused)
+	lastIn string          // while every backend fails: those left in rotation, as last logged
 	marked map[string]bool // out of rotation: a marker file exists
 	probed map[string]bool // at least one probe finished
 }
@@ -346,7 +347,12 @@ func (c *Checker) writeMarkers() error {
 				in = append(in, b.Name)
 			}
 		}
-		c.opt.Logger.Warn("every backend fails its probe: the last ones stay in rotation", "in", in)
+		if said := strings.Join(in, ","); said != c.lastIn { // once per change, not per probe
+			c.opt.Logger.Warn("every backend fails its probe: the last ones stay in rotation", "in", in)
+			c.lastIn = said
+		}
+	} else {
+		c.lastIn = ""
 	}
 	var errs []error
 	for _, b := range c.Backends {
