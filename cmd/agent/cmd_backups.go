@@ -167,11 +167,15 @@ func signatureState(e backup.Entry) string {
 // catalog lists and reads a backup store for backup.List.
 type catalog struct{ s *s3store.Store }
 
-func (c catalog) List(ctx context.Context) ([]backup.Object, error) { return listObjects(ctx, c.s, "") }
+// List lists the dumps' objects: not the binlog archive's, which sort after them.
+func (c catalog) List(ctx context.Context) ([]backup.Object, error) {
+	return listObjects(ctx, c.s, "", backup.KeysBefore)
+}
 
-// listObjects lists the store's objects under prefix as the backup packages see them.
-func listObjects(ctx context.Context, s *s3store.Store, prefix string) ([]backup.Object, error) {
-	objs, err := s.List(ctx, prefix)
+// listObjects lists the store's objects under prefix, before the key before ("" for all), as
+// the backup packages see them.
+func listObjects(ctx context.Context, s *s3store.Store, prefix, before string) ([]backup.Object, error) {
+	objs, err := s.ListBefore(ctx, prefix, before)
 	if err != nil {
 		return nil, err
 	}

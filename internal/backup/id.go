@@ -18,6 +18,11 @@ const (
 	signatureName     = manifestName + ".sig"
 )
 
+// KeysBefore bounds the keys of the dumps in a store: an ID begins with a digit (its year), so
+// every dump's key sorts before ":" (the character after "9"), and the binlog archive's
+// ("binlog/...", possibly millions of them) after it. A catalog need not list past it.
+const KeysBefore = ":"
+
 // NewID returns the ID of a backup started at t: t in UTC, truncated to the second.
 func NewID(t time.Time) string { return t.UTC().Format(IDLayout) }
 

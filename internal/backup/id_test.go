@@ -104,3 +104,18 @@ func TestIDFromKey(t *testing.T) {
 		}
 	}
 }
+
+// Every dump's key sorts before KeysBefore, so a catalog that stops listing there misses none.
+func TestDumpKeysSortBeforeKeysBefore(t *testing.T) {
+	for _, at := range []time.Time{
+		time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 7, 16, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+	} {
+		id := NewID(at)
+		for _, key := range []string{ManifestKey(id), SignatureKey(id), DumpKey(id, true), DumpKey(id, false), id + "/" + "\xff"} {
+			if key >= KeysBefore {
+				t.Errorf("key %q does not sort before %q: a bounded listing would miss it", key, KeysBefore)
+			}
+		}
+	}
+}

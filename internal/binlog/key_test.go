@@ -5,6 +5,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/hastack/hastack/internal/backup"
 )
 
 func TestKeysRoundTrip(t *testing.T) {
@@ -106,5 +108,13 @@ func TestWrittenAfterAndSegmentKey(t *testing.T) {
 		if k, err := segmentKey(pos("0-1-1"), pos("0-1-2"), written); err == nil {
 			t.Errorf("segmentKey written at %s = %q", written, k)
 		}
+	}
+}
+
+// The archive's keys sort after the dumps' (backup.KeysBefore): listing the dumps does not read
+// through the archive, and listing the archive reads only its own prefix.
+func TestArchiveKeysSortAfterTheDumps(t *testing.T) {
+	if Prefix < backup.KeysBefore {
+		t.Fatalf("the archive's prefix %q sorts before %q: the dumps' listing would read through the archive", Prefix, backup.KeysBefore)
 	}
 }

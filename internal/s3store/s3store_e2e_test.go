@@ -236,6 +236,15 @@ func testPutListDelete(t *testing.T, ctx context.Context, s *Store, opts Options
 	if !slices.Equal(got, keys) {
 		t.Errorf("List(list/) = %q, want %q", got, keys)
 	}
+	// Bounded: the keys before list/b, in order, across pages; none at or after it.
+	objs, err = s.ListBefore(ctx, "list/", "list/b")
+	got = nil
+	for _, o := range objs {
+		got = append(got, o.Key)
+	}
+	if err != nil || !slices.Equal(got, keys[:3]) {
+		t.Errorf("ListBefore(list/, list/b) = %q, %v; want %q", got, err, keys[:3])
+	}
 	objs, err = s.List(ctx, "list/a/")
 	if err != nil || len(objs) != 3 {
 		t.Errorf("List(list/a/) = %v, %v; want 3 objects", objs, err)

@@ -194,6 +194,15 @@ func (s *Store) Open(ctx context.Context, key, ifMatch string) (r io.ReadCloser,
 // with prefix, in key order, reading all pages. An empty prefix lists
 // everything under Options.Prefix.
 func (s *Store) List(ctx context.Context, prefix string) ([]Object, error) {
+	return s.ListBefore(ctx, prefix, "")
+}
+
+// ListBefore is List of the keys that sort before before (relative to
+// Options.Prefix; "" for no bound): S3 lists in key order, so it stops reading
+// pages at the first key at or after it, and a store whose other keys sort
+// after the ones wanted (the binlog archive's many, after the dumps') is not
+// read through.
+func (s *Store) ListBefore(ctx context.Context, prefix, before string) ([]Object, error) {
 	op := fmt.Sprintf("s3: list %q", prefix)
 	in := &s3.ListObjectsV2Input{
 		Bucket: aws.String(s.bucket),
@@ -213,6 +222,9 @@ func (s *Store) List(ctx context.Context, prefix string) ([]Object, error) {
 			key, ok := relKey(s.prefix, aws.ToString(o.Key))
 			if !ok || key == "" {
 				continue // the prefix's own "directory" object, or a server's oddity
+			}
+			if before != "" && key >= before {
+				return objs, nil
 			}
 			objs = append(objs, Object{Key: key, Size: aws.ToInt64(o.Size), Modified: aws.ToTime(o.LastModified)})
 		}
