@@ -25,7 +25,7 @@ import (
 type archiveStore struct{ s *s3store.Store }
 
 func (a archiveStore) List(ctx context.Context) ([]backup.Object, error) {
-	return listObjects(ctx, a.s, binlog.Prefix)
+	return listObjects(ctx, a.s, binlog.Prefix, "")
 }
 
 func (a archiveStore) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) {
@@ -58,7 +58,11 @@ func newArchiver(ctx context.Context, cfg config.Config, cluster *atomic.Pointer
 	}
 	log = log.With("component", "archive")
 	var start *binlog.Position
-	if pos, id, err := newestDumpPosition(ctx, store); err != nil {
+	pos, id, passed, err := newestDumpPosition(ctx, catalog{store}, keys)
+	for _, p := range passed {
+		log.Warn("binlog archive: a backup passed over as where an empty archive starts", "reason", p)
+	}
+	if err != nil {
 		log.Warn("binlog archive: cannot read the newest backup's position; an empty archive starts at the primary's", "error", err)
 	} else if id != "" {
 		start = &pos
@@ -106,19 +110,35 @@ func newArchiver(ctx context.Context, cfg config.Config, cluster *atomic.Pointer
 	return a, nil
 }
 
-// newestDumpPosition is the GTID position of the newest complete backup ("" id: none).
-func newestDumpPosition(ctx context.Context, store *s3store.Store) (binlog.Position, string, error) {
-	entries, err := backup.List(ctx, catalog{store})
+// newestDumpPosition is the GTID position of the newest complete backup whose manifest is
+// authentic ("" id: none). With manifest keys configured, a backup whose signature does not
+// verify is passed over (why: in passed): anyone who can write to the bucket could otherwise
+// choose where an empty archive starts, and so which transactions it never holds. Without keys
+// nothing is signed, and the newest complete backup is taken, as a restore would.
+func newestDumpPosition(ctx context.Context, c backup.Catalog, keys *backup.ManifestKeys) (pos binlog.Position, id string, passed []string, err error) {
+	entries, err := backup.List(ctx, c)
 	if err != nil {
-		return binlog.Position{}, "", err
+		return binlog.Position{}, "", nil, err
 	}
 	for _, e := range entries { // newest first
-		if e.Complete && e.Manifest != nil && e.Manifest.GTID != "" {
-			pos, err := binlog.ParsePosition(e.Manifest.GTID)
-			return pos, e.ID, err
+		if !e.Complete || e.Manifest == nil || e.Manifest.GTID == "" {
+			continue
 		}
+		if err := backup.Authenticate(ctx, c, keys, &e); err != nil {
+			return binlog.Position{}, "", passed, err
+		}
+		if e.Auth.Status != backup.AuthVerified && !e.Auth.NoKeys {
+			why := fmt.Sprintf("backup %s: its manifest's signature is %s", e.ID, e.Auth.Status)
+			if e.Auth.Problem != "" {
+				why += ": " + e.Auth.Problem
+			}
+			passed = append(passed, why)
+			continue
+		}
+		pos, err := binlog.ParsePosition(e.Manifest.GTID)
+		return pos, e.ID, passed, err
 	}
-	return binlog.Position{}, "", nil
+	return binlog.Position{}, "", passed, nil
 }
 
 // runArchive runs the binlog archive until ctx ends; a store it cannot open yet is tried again
