@@ -55,6 +55,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	noSafety := fs.Bool("no-safety-backup", false, "do not back the current database up first")
 	identity := fs.String("identity", "", "age identity file for an encrypted backup (default: backup.age_identity_file)")
 	manifestKey := fs.String("manifest-key", "", "key file that checks the manifest's signature (default: backup.manifest_key_file)")
+	replayAccounts := fs.Bool("replay-account-changes", false, "with --at or --to-gtid: replay the archive's account and privilege changes (CREATE, ALTER, DROP USER, GRANT...) too; without it a replay that holds any is refused")
 	allowUnsigned := fs.Bool("allow-unsigned", false, "restore the backup named by ID although its manifest is not signed, or signed with a key not at hand (never one with a wrong signature)")
 	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing (the backup's object is not read)")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
@@ -106,7 +107,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if archive.keys, err = loadManifestKeys(cfg, *manifestKey); err != nil {
 			return err
 		}
-		archive.store, archive.allowUnsigned = store, *allowUnsigned
+		archive.store, archive.allowUnsigned, archive.replayAccounts = store, *allowUnsigned, *replayAccounts
 		// The binlog segments the replay needs are read from the store once, into the spool,
 		// before anything is touched; it is removed when the restore ends, however it ends.
 		if archive.spool, err = binlog.NewSpool(binlog.SpoolOptions{Progress: spoolProgress(prog.report)}); err != nil {

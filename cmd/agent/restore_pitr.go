@@ -48,6 +48,26 @@ type pitrArchive struct {
 	// spool receives every segment the replay needs, read from the store once: the checks and
 	// the replay read them from there.
 	spool *binlog.Spool
+	// replayAccounts: replay account changes too (--replay-account-changes); else a replay
+	// that holds any is refused before anything is touched.
+	replayAccounts bool
+}
+
+// accountChangesError: the archive's transactions after the backup change accounts or grants.
+// The restore keeps the accounts the target has (the stack's own, with the passwords of its
+// secrets), so replaying them could stop the replay midway (CREATE USER of an account that is
+// there) or change an account the stack needs (DROP or ALTER USER of app, repl or agent).
+type accountChangesError struct {
+	ID         string
+	Statements []string
+}
+
+func (e *accountChangesError) Error() string {
+	return fmt.Sprintf("the binlog archive after backup %s changes accounts or privileges:\n  %s\n"+
+		"the restore keeps the accounts the target has (the stack's own, with the passwords of its secrets), so replaying these could stop the replay midway "+
+		"(an account that is there already) or change an account the stack needs; nothing was touched. "+
+		"Restore to a point before the first of them (--to-gtid or --at), or replay them anyway with --replay-account-changes",
+		e.ID, strings.Join(e.Statements, "\n  "))
 }
 
 // planReplay finds the archived transactions after the dump m up to stop, fetches every segment
@@ -98,6 +118,9 @@ func planReplay(ctx context.Context, a pitrArchive, ids []age.Identity, m backup
 		return nil, fmt.Errorf("the binlog archive after backup %s changes databases the backup does not hold (%s): the restore drops and loads only the backup's, "+
 			"so the replay would land on what those databases hold now; nothing was touched. Restore into a fresh container (--target new) and copy what you need",
 			m.ID, strings.Join(foreign, ", "))
+	}
+	if len(changes.Accounts) > 0 && !a.replayAccounts {
+		return nil, &accountChangesError{ID: m.ID, Statements: changes.Accounts}
 	}
 	p := &replayPlan{Stop: stop.String(), From: m.GTID, Transactions: sel.Transactions, FirstTime: sel.FirstTime, LastTime: sel.LastTime,
 		Segments: len(sel.Segments), Bytes: sel.Bytes, Covered: sel.Covered, chain: chain, opts: opts}

@@ -62,6 +62,10 @@ type ArchiveChanges struct {
 	Unknown map[TableName]string
 	// UnknownDatabases: no table of these databases is determined (CREATE or DROP DATABASE).
 	UnknownDatabases map[string]string
+	// Accounts are the statements the replay runs that change accounts or privileges (CREATE,
+	// ALTER, DROP or RENAME USER, GRANT, REVOKE, SET PASSWORD), each with its transaction; the
+	// first 20.
+	Accounts []string
 	// Everything, when set, says why the archive determines no table at all: a statement it
 	// cannot attribute to tables (rows changed by a statement logged as text: binlog_format is
 	// not ROW), an event it cannot read.

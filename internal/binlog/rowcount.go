@@ -40,6 +40,9 @@ func Tally(ctx context.Context, c *Chain, o ReplayOptions) (Selection, backup.Ar
 }
 
 // tally reads a replay stream as it is written: an io.Writer that never fails.
+// maxAccounts bounds the account statements a tally keeps: enough to say what they are.
+const maxAccounts = 20
+
 type tally struct {
 	parser     *replication.BinlogParser
 	sum        hash.Hash
@@ -50,6 +53,7 @@ type tally struct {
 	tables     map[backup.TableName]*tableTally
 	unknown    map[backup.TableName]string
 	unknownDBs map[string]string
+	accounts   []string // account statements, with their transactions (the first maxAccounts)
 	everything string
 	rowsErr    error // set when a rows event's rows do not decode
 }
@@ -210,6 +214,8 @@ func (t *tally) query(schema, q string) {
 	case e.everything != "":
 		t.fail(fmt.Sprintf("%s (transaction %s)", e.everything, t.txn.gtid))
 		return
+	case e.account && len(t.accounts) < maxAccounts:
+		t.accounts = append(t.accounts, fmt.Sprintf("%s (transaction %s)", abbreviate(q), t.txn.gtid))
 	}
 	why := fmt.Sprintf("DDL in the replay (transaction %s): %s", t.txn.gtid, abbreviate(q))
 	for _, name := range e.tables {
@@ -361,7 +367,7 @@ func (t *tally) result(sel Selection) backup.ArchiveChanges {
 		t.end(false)
 	}
 	c := backup.ArchiveChanges{Transactions: sel.Transactions, Segments: len(sel.Segments), Bytes: sel.Bytes,
-		Tables: map[backup.TableName]backup.TableChange{}, Unknown: t.unknown, UnknownDatabases: t.unknownDBs, Everything: t.everything}
+		Tables: map[backup.TableName]backup.TableChange{}, Unknown: t.unknown, UnknownDatabases: t.unknownDBs, Accounts: t.accounts, Everything: t.everything}
 	if sel.Transactions > 0 {
 		c.FirstGTID, c.LastGTID, c.FirstTime, c.LastTime = sel.FirstGTID.String(), sel.LastGTID.String(), sel.FirstTime, sel.LastTime
 		c.StreamSHA256 = hex.EncodeToString(t.sum.Sum(nil))

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -300,5 +301,20 @@ func TestDrillWindow(t *testing.T) {
 	w, err = NewDrillWindow([]backup.Entry{dump("z", "0-1-9", t0.Add(time.Hour))}, c)
 	if err != nil || !w.To.Equal(w.From) || !w.Random(func(int64) int64 { return 0 }).Equal(t0.Add(time.Hour)) {
 		t.Fatalf("an idle archive: %+v, %v", w, err)
+	}
+}
+
+// Account and privilege statements are told, each with its transaction: a restore keeps the
+// target's accounts, so it refuses to replay them unless told to.
+func TestTallyListsAccountChanges(t *testing.T) {
+	c, ro := tallyArchive(t,
+		rowsTxn(gtid("0-1-1"), t0, flat(tableT.change(replication.WRITE_ROWS_EVENTv1, t0, []any{int32(1), "a", int8(1), []byte("b")}))...),
+		[][]byte{gtidEvent(gtid("0-1-2"), replication.BINLOG_MARIADB_FL_STANDALONE, t0), queryEvent(1, t0, "CREATE USER 'bob'@'%' IDENTIFIED BY 'x'")},
+		[][]byte{gtidEvent(gtid("0-1-3"), replication.BINLOG_MARIADB_FL_STANDALONE, t0), queryEvent(1, t0, "GRANT SELECT ON app.* TO 'bob'@'%'")},
+	)
+	_, ch, err := Tally(context.Background(), c, ro)
+	want := []string{"CREATE USER 'bob'@'%' IDENTIFIED BY 'x' (transaction 0-1-2)", "GRANT SELECT ON app.* TO 'bob'@'%' (transaction 0-1-3)"}
+	if err != nil || !slices.Equal(ch.Accounts, want) || ch.Everything != "" {
+		t.Fatalf("err %v, accounts %q (want %q), everything %q", err, ch.Accounts, want, ch.Everything)
 	}
 }

@@ -19,12 +19,16 @@ type effect struct {
 	tables           []backup.TableName
 	databases        []string
 	everything       string // set when the statement cannot be attributed: why
+	// account: the statement changes accounts or privileges (CREATE, ALTER, DROP or RENAME
+	// USER or ROLE, GRANT, REVOKE, SET PASSWORD, SET DEFAULT ROLE). No table's rows.
+	account bool
 }
 
 // statementEffect says what query (run with default database schema) does to tables' rows.
 // Statements that change no table's rows (transaction control, accounts, grants, views,
-// triggers, routines, events) have no effect: replayed row events do not run triggers, and a
-// routine's row changes are logged as row events where it runs.
+// triggers, routines, events) have no effect on rows: replayed row events do not run triggers,
+// and a routine's row changes are logged as row events where it runs. Those that change
+// accounts or grants are marked account.
 func statementEffect(schema, query string) effect {
 	toks, err := tokenize(query)
 	cannot := effect{everything: "the archive holds a statement that changes rows it cannot attribute to tables (a statement logged as text: is binlog_format ROW?): " + abbreviate(query)}
@@ -37,8 +41,10 @@ func statementEffect(schema, query string) effect {
 	}
 	c := &cursor{toks: toks, schema: schema}
 	switch c.word() {
-	case "BEGIN", "START", "SAVEPOINT", "RELEASE", "ANALYZE", "OPTIMIZE", "CHECK", "CHECKSUM", "FLUSH", "GRANT", "REVOKE", "INSTALL", "UNINSTALL":
+	case "BEGIN", "START", "SAVEPOINT", "RELEASE", "ANALYZE", "OPTIMIZE", "CHECK", "CHECKSUM", "FLUSH", "INSTALL", "UNINSTALL":
 		return effect{}
+	case "GRANT", "REVOKE":
+		return effect{account: true}
 	case "COMMIT":
 		return effect{commit: true}
 	case "ROLLBACK":
@@ -50,7 +56,10 @@ func statementEffect(schema, query string) effect {
 	case "XA":
 		return effect{xa: true}
 	case "SET":
-		if c.accept("PASSWORD") || c.accept("DEFAULT", "ROLE") || c.accept("ROLE") {
+		if c.accept("PASSWORD") || c.accept("DEFAULT", "ROLE") {
+			return effect{account: true}
+		}
+		if c.accept("ROLE") {
 			return effect{}
 		}
 	case "CREATE":
@@ -72,7 +81,9 @@ func statementEffect(schema, query string) effect {
 			if db, ok := c.ident(); ok {
 				return effect{databases: []string{db}}
 			}
-		case "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "USER", "ROLE", "SERVER", "PACKAGE":
+		case "USER", "ROLE":
+			return effect{account: true}
+		case "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "SERVER", "PACKAGE":
 			return effect{}
 		}
 	case "DROP":
@@ -94,7 +105,9 @@ func statementEffect(schema, query string) effect {
 			if db, ok := c.ident(); ok {
 				return effect{databases: []string{db}}
 			}
-		case "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "USER", "ROLE", "SERVER", "PACKAGE":
+		case "USER", "ROLE":
+			return effect{account: true}
+		case "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "SERVER", "PACKAGE":
 			return effect{}
 		}
 	case "ALTER":
@@ -112,12 +125,14 @@ func statementEffect(schema, query string) effect {
 			if e, ok := c.names(false); ok {
 				return e
 			}
-		case "DATABASE", "SCHEMA", "VIEW", "EVENT", "USER", "ROLE", "FUNCTION", "PROCEDURE", "SERVER":
+		case "USER", "ROLE":
+			return effect{account: true}
+		case "DATABASE", "SCHEMA", "VIEW", "EVENT", "FUNCTION", "PROCEDURE", "SERVER":
 			return effect{}
 		}
 	case "RENAME":
 		if c.accept("USER") {
-			return effect{}
+			return effect{account: true}
 		}
 		if c.accept("TABLE") || c.accept("TABLES") {
 			c.accept("IF", "EXISTS")

@@ -40,9 +40,18 @@ func TestStatementEffect(t *testing.T) {
 		{"CREATE OR REPLACE ALGORITHM=MERGE DEFINER=CURRENT_USER() VIEW v AS SELECT 1", "none"},
 		{"ALTER DEFINER=`root`@`localhost` VIEW v AS SELECT 2", "none"},
 		{"DROP PROCEDURE IF EXISTS p", "none"},
-		{"GRANT SELECT ON app.* TO 'u'@'%'", "none"},
-		{"CREATE USER 'u'@'%' IDENTIFIED BY 'p'", "none"},
-		{"SET PASSWORD FOR 'u'@'%' = PASSWORD('x')", "none"},
+		{"GRANT SELECT ON app.* TO 'u'@'%'", "account"},
+		{"REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'u'@'%'", "account"},
+		{"CREATE USER 'u'@'%' IDENTIFIED BY 'p'", "account"},
+		{"CREATE OR REPLACE USER IF NOT EXISTS u", "account"},
+		{"CREATE ROLE r", "account"},
+		{"ALTER USER 'app'@'%' IDENTIFIED BY 'x'", "account"},
+		{"DROP USER IF EXISTS 'app'@'%'", "account"},
+		{"DROP ROLE r", "account"},
+		{"RENAME USER a TO b", "account"},
+		{"SET PASSWORD FOR 'u'@'%' = PASSWORD('x')", "account"},
+		{"SET DEFAULT ROLE r FOR u", "account"},
+		{"SET ROLE r", "none"},
 		{"OPTIMIZE TABLE t", "none"},
 		{"REPAIR TABLE t, u", "app.t app.u"},
 		{"CREATE SEQUENCE s", "app.s"},
@@ -78,6 +87,8 @@ func describeEffect(e effect) string {
 		return "rollback to"
 	case e.xa:
 		return "xa"
+	case e.account:
+		return "account"
 	}
 	var parts []string
 	for _, n := range e.tables {
