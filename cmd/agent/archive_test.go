@@ -34,15 +34,19 @@ func TestAnEmptyArchiveStartsAfterAnAuthenticBackup(t *testing.T) {
 	b.putDump(t, day.Add(2*time.Hour), "0-1-999999")
 	sign(day.Add(2*time.Hour), other) // signed with a key that is not ours
 
+	// A signature too large to be one: it cannot be read, so it is not authentic either.
+	b.putDump(t, day.Add(3*time.Hour), "0-1-999998")
+	b.objects[backup.SignatureKey(backup.NewID(day.Add(3*time.Hour)))] = make([]byte, 1<<20)
+
 	pos, id, passed, err := newestDumpPosition(ctx, bucketView{b, ""}, keys)
 	if err != nil || id != backup.NewID(day) || pos.String() != "0-1-100" {
 		t.Fatalf("start %v at %q (%v), want 0-1-100 of %s", pos, id, err, backup.NewID(day))
 	}
-	if len(passed) != 2 || !strings.Contains(passed[0], "unknown-key") || !strings.Contains(passed[1], "unsigned") {
-		t.Fatalf("passed over %q, want the two newest (unknown key, unsigned)", passed)
+	if len(passed) != 3 || !strings.Contains(passed[0], "larger than") || !strings.Contains(passed[1], "unknown-key") || !strings.Contains(passed[2], "unsigned") {
+		t.Fatalf("passed over %q, want the three newest (unreadable signature, unknown key, unsigned)", passed)
 	}
 
-	if pos, id, _, err := newestDumpPosition(ctx, bucketView{b, ""}, nil); err != nil || id != backup.NewID(day.Add(2*time.Hour)) || pos.String() != "0-1-999999" {
+	if pos, id, _, err := newestDumpPosition(ctx, bucketView{b, ""}, nil); err != nil || id != backup.NewID(day.Add(3*time.Hour)) || pos.String() != "0-1-999998" {
 		t.Fatalf("without keys: start %v at %q (%v), want the newest", pos, id, err)
 	}
 }

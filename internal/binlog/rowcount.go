@@ -215,7 +215,7 @@ func (t *tally) query(schema, q string) {
 		t.fail(fmt.Sprintf("%s (transaction %s)", e.everything, t.txn.gtid))
 		return
 	case e.account && len(t.accounts) < maxAccounts:
-		t.accounts = append(t.accounts, fmt.Sprintf("%s (transaction %s)", abbreviate(q), t.txn.gtid))
+		t.accounts = append(t.accounts, fmt.Sprintf("%s (transaction %s)", abbreviate(withoutSecrets(q)), t.txn.gtid))
 	}
 	why := fmt.Sprintf("DDL in the replay (transaction %s): %s", t.txn.gtid, abbreviate(q))
 	for _, name := range e.tables {

@@ -32,12 +32,16 @@ func lockSpool(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// spoolAbandoned tells whether no process holds the spool in dir (see sweepSpools).
+// spoolAbandoned tells whether no process holds the spool in dir (see sweepSpools). One made in
+// the last minutes is left alone: its owner may be between making its lock file and locking it.
 func spoolAbandoned(dir string) bool {
+	st, err := os.Stat(dir)
+	if err != nil || time.Since(st.ModTime()) < 5*time.Minute {
+		return false
+	}
 	f, err := os.Open(filepath.Join(dir, ".lock"))
 	if err != nil {
-		st, serr := os.Stat(dir)
-		return errors.Is(err, os.ErrNotExist) && serr == nil && time.Since(st.ModTime()) > time.Hour
+		return errors.Is(err, os.ErrNotExist) && time.Since(st.ModTime()) > time.Hour
 	}
 	defer f.Close()
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil

@@ -371,6 +371,18 @@ func TestSpoolSweepsWhatAKilledRestoreLeft(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	old := time.Now().Add(-10 * time.Minute)
+	if err := os.Chtimes(dead, old, old); err != nil {
+		t.Fatal(err)
+	}
+	// A spool made just now whose lock nobody holds yet: its owner may be about to lock it.
+	starting := filepath.Join(parent, "hastack-binlog-spool-789")
+	if err := os.Mkdir(starting, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(starting, ".lock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// One without a lock file, made just now: its owner may be about to lock it.
 	young := filepath.Join(parent, "hastack-binlog-spool-456")
 	if err := os.Mkdir(young, 0o700); err != nil {
@@ -384,7 +396,7 @@ func TestSpoolSweepsWhatAKilledRestoreLeft(t *testing.T) {
 	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the killed restore's spool is still there (%v)", err)
 	}
-	for _, dir := range []string{live.Dir(), young, next.Dir()} {
+	for _, dir := range []string{live.Dir(), young, starting, next.Dir()} {
 		if _, err := os.Stat(dir); err != nil {
 			t.Errorf("%s was removed: %v", dir, err)
 		}

@@ -157,6 +157,25 @@ func statementEffect(schema, query string) effect {
 	return cannot
 }
 
+// withoutSecrets is an account statement with what may hold a password left out: MariaDB logs
+// CREATE, ALTER USER and GRANT ... IDENTIFIED BY 'password' as typed, and SET PASSWORD with the
+// password or its hash. Everything from IDENTIFIED on, and after SET PASSWORD's "=", becomes
+// "...".
+func withoutSecrets(q string) string {
+	q = strings.Join(strings.Fields(q), " ")
+	upper := strings.ToUpper(q)
+	if i := strings.Index(upper, " IDENTIFIED"); i >= 0 {
+		return q[:i] + " IDENTIFIED ..."
+	}
+	if strings.HasPrefix(upper, "SET PASSWORD") {
+		if i := strings.Index(q, "="); i >= 0 {
+			return q[:i] + "= ..."
+		}
+		return "SET PASSWORD ..."
+	}
+	return q
+}
+
 // abbreviate is a statement's start, on one line, for a message.
 func abbreviate(q string) string {
 	q = strings.Join(strings.Fields(q), " ")

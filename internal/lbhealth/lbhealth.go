@@ -9,9 +9,10 @@
 // nginx reads: "<name>.down" for a backend out of rotation (an `if (-f ...)` per request: a stat
 // of a file in memory). This package probes every backend and keeps those files.
 //
-// A backend whose probe is refused or answered wrongly goes out at once; one whose probes get no
-// answer in time goes out at the second in a row (probes do not wait for each other, so that is
-// about 1.5 s after it hung): one slow answer is what a busy backend gives under load.
+// A backend whose probe is refused, not connected or answered wrongly goes out at once; one
+// whose probes are connected but get no answer in time goes out at the second in a row (probes
+// do not wait for each other, so that is about 1.5 s after it hung): one slow answer is what a
+// busy backend gives under load.
 //
 // It never takes the last backends out of rotation: when every backend fails, those that time
 // out stay in and those that refuse go out, and when all fail alike the markers stay as they
@@ -28,11 +29,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,9 +53,9 @@ type Options struct {
 	Interval time.Duration // between the starts of two probes of one backend (default 500 ms)
 	Timeout  time.Duration // for one probe, answer included (default 1 s)
 	Rise     int           // consecutive good probes to come back (default 2)
-	Fall     int           // consecutive failed probes to go out, the last refused or wrong (default 1)
-	// SlowFall: consecutive failed probes to go out when the last got no answer in time
-	// (default 2). One answer slower than Timeout is what a busy backend gives under load; a
+	Fall     int           // consecutive failed probes to go out, the last refused, not connected or wrong (default 1)
+	// SlowFall: consecutive failed probes to go out when the last was connected but got no
+	// answer in time (default 2). One answer slower than Timeout is what a busy backend gives under load; a
 	// hung one gives nothing, probe after probe.
 	SlowFall int
 	Client   *http.Client // default: no keep-alive, no proxy, no redirects
@@ -185,35 +188,44 @@ func (c *Checker) clear() error {
 // watch probes b every Interval, without waiting for the probe before: a probe that hangs does
 // not delay the next one, so a backend that stops answering has SlowFall timed-out probes
 // Interval apart, and is out about Timeout + (SlowFall-1)*Interval after it stopped (1.5 s by
-// default), while one slow answer among good ones is not a hang. Results count in the order
-// they arrive.
+// default), while one slow answer among good ones is not a hang. Results count in the order the
+// probes were launched: one that arrives after a later probe's is stale and left out, so a
+// backend that thaws, answering the probes it held all at once, counts them as one and comes
+// back only after Rise probes launched since (and an old probe's late timeout counts nothing).
 func (c *Checker) watch(ctx context.Context, b Backend) {
-	results := make(chan error)
+	type result struct {
+		seq int
+		err error
+	}
+	results := make(chan result)
 	// At most this many probes of one backend at once: the ones a hung backend holds until their
 	// timeout, and the next.
 	inflight := make(chan struct{}, int(c.opt.Timeout/c.opt.Interval)+2)
 	var probes sync.WaitGroup
 	defer probes.Wait()
+	launched := 0
 	launch := func() {
 		select {
 		case inflight <- struct{}{}:
 		default:
 			return // every slot holds a probe that has not timed out yet
 		}
+		launched++
+		seq := launched
 		probes.Add(1)
 		go func() {
 			defer probes.Done()
 			err := c.probe(ctx, b)
 			<-inflight
 			select {
-			case results <- err:
+			case results <- result{seq, err}:
 			case <-ctx.Done():
 			}
 		}()
 	}
 	tick := time.NewTicker(c.opt.Interval)
 	defer tick.Stop()
-	good, failed := 0, 0
+	good, failed, counted := 0, 0, 0
 	launch()
 	for {
 		select {
@@ -221,16 +233,20 @@ func (c *Checker) watch(ctx context.Context, b Backend) {
 			return
 		case <-tick.C:
 			launch()
-		case err := <-results:
+		case r := <-results:
 			if ctx.Err() != nil {
 				return
 			}
-			if err == nil {
+			if r.seq < counted {
+				continue // stale: a later probe has been counted
+			}
+			counted = r.seq
+			if r.err == nil {
 				good, failed = good+1, 0
 			} else {
 				good, failed = 0, failed+1
 			}
-			c.record(b, err, good, failed)
+			c.record(b, r.err, good, failed)
 		}
 	}
 }
@@ -241,12 +257,12 @@ func (c *Checker) record(b Backend, err error, good, failed int) {
 	defer c.mu.Unlock()
 	c.probed[b.Name] = true
 	wasDown := c.down[b.Name]
-	slow := err != nil && isTimeout(err)
+	slow := err != nil && isSlow(err)
 	switch {
 	case wasDown && good >= c.opt.Rise:
 		c.down[b.Name] = false
 		c.opt.Logger.Info("backend back in rotation", "backend", b.Name)
-	case !wasDown && err != nil && (failed >= c.opt.SlowFall || !slow && failed >= c.opt.Fall):
+	case !wasDown && err != nil && (slow && failed >= c.opt.SlowFall || !slow && failed >= c.opt.Fall):
 		c.down[b.Name] = true
 		c.opt.Logger.Warn("backend out of rotation", "backend", b.Name, "err", err, "failed_probes", failed)
 	}
@@ -262,12 +278,24 @@ func (c *Checker) record(b Backend, err error, good, failed int) {
 	}
 }
 
-// isTimeout tells a probe that got no answer in time (a hung backend, or one slow under load)
-// from one that was refused, reset or answered wrongly (certainly not serving).
-func isTimeout(err error) bool {
+// isSlow tells a probe that was connected but got no answer in time (a hung backend, or one
+// slow under load: the kernel accepts a connection for a process that is frozen or busy) from
+// one that is certainly not serving: refused, reset, answered wrongly, or not connected at all
+// (a container that is gone leaves an address nobody answers, a cut network drops the SYN).
+func isSlow(err error) bool {
+	var nc *notConnectedError
+	if errors.As(err, &nc) {
+		return false
+	}
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
+
+// notConnectedError is a probe that got no connection to the backend.
+type notConnectedError struct{ err error }
+
+func (e *notConnectedError) Error() string { return "no connection: " + e.err.Error() }
+func (e *notConnectedError) Unwrap() error { return e.err }
 
 // probe is one GET of the backend's URL, bounded by the timeout, its body read (bounded).
 func (c *Checker) probe(ctx context.Context, b Backend) error {
@@ -281,8 +309,15 @@ func (c *Checker) probe(ctx context.Context, b Backend) error {
 		return err
 	}
 	req.Header.Set("User-Agent", "hastack-lb-health")
+	var connected atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { connected.Store(true) },
+	}))
 	resp, err := c.opt.Client.Do(req)
 	if err != nil {
+		if !connected.Load() {
+			return &notConnectedError{err}
+		}
 		return err
 	}
 	defer resp.Body.Close()
@@ -302,7 +337,7 @@ func probeMySQL(ctx context.Context, addr string) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return err
+		return &notConnectedError{err}
 	}
 	defer conn.Close()
 	if deadline, ok := ctx.Deadline(); ok {

@@ -267,3 +267,38 @@ func TestMySQLProbe(t *testing.T) {
 		t.Error("mysql:// without a port was accepted")
 	}
 }
+
+// A probe that gets no connection at all (a container that is gone leaves an address nobody
+// answers; a cut network drops the SYN) is not a slow answer: out at the first one, while a
+// backend that is connected and silent waits for the second.
+func TestNotConnectedIsOutAtTheFirstProbe(t *testing.T) {
+	dir := t.TempDir()
+	w1, w2 := newBackend(t), newBackend(t)
+	gone := strings.TrimPrefix(w1.srv.URL, "http://")
+	var d net.Dialer
+	noConnection := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == gone {
+				<-ctx.Done() // web1: the SYN is never answered
+				return nil, ctx.Err()
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+	c, err := New(dir, []Backend{{"web1", w1.srv.URL}, {"web2", w2.srv.URL}}, Options{Interval: time.Second, Timeout: 100 * time.Millisecond,
+		Client: noConnection, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.state.Store("hang")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	// Both first probes fail at 100 ms; the next ones start at 1 s.
+	time.Sleep(600 * time.Millisecond)
+	if st := c.Status(); !slices.Equal(st.Down, []string{"web1"}) {
+		t.Fatalf("down %v after one probe each, want web1 (not connected) and not web2 (connected, silent)", st.Down)
+	}
+}
