@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -207,37 +206,16 @@ func (p *replayPlan) replay(ctx context.Context, target mariadb.ContainerServer)
 	if p.Transactions == 0 {
 		return "no transaction after the backup up to " + p.Stop, nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	type written struct {
-		sel binlog.Selection
-		err error
-	}
-	done := make(chan written, 1)
-	go func() {
-		sel, err := binlog.WriteStream(ctx, pw, p.chain, p.opts)
-		pw.CloseWithError(err)
-		done <- written{sel, err}
-	}()
-	applyErr := target.ApplyBinlog(ctx, pr)
-	if applyErr != nil {
-		cancel()
-	}
-	pr.CloseWithError(errors.New("the database stopped reading"))
-	w := <-done
-	switch {
-	case w.err != nil:
-		return "", fmt.Errorf("the binlog archive, while replaying: %w (the replay is incomplete)", w.err)
-	case applyErr != nil:
-		return "", applyErr
+	sel, err := binlog.Apply(ctx, p.chain, p.opts, target.ApplyBinlog)
+	if err != nil {
+		return "", err
 	}
 	from := p.From
 	if from == "" {
 		from = "the backup (taken before any transaction)"
 	}
-	return fmt.Sprintf("%d transactions after %s, the last %s committed %s", w.sel.Transactions, from,
-		w.sel.LastGTID, w.sel.LastTime.Local().Format(time.DateTime)), nil
+	return fmt.Sprintf("%d transactions after %s, the last %s committed %s", sel.Transactions, from,
+		sel.LastGTID, sel.LastTime.Local().Format(time.DateTime)), nil
 }
 
 // pickBackupBefore chooses the newest complete backup whose GTID position is before target in

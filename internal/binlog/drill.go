@@ -28,20 +28,38 @@ func DrillReplay(c *Chain, o ReplayOptions, point time.Time, apply func(ctx cont
 	}
 }
 
-// applyTallied streams the replay into apply and tallies it.
+// Apply streams the replay of the segments o selects (WriteStream) into apply, which reads it
+// (the database's client), and says what it replayed. An error says which side failed: the
+// archive (the replay is incomplete), or apply, whose own error is returned.
+func Apply(ctx context.Context, c *Chain, o ReplayOptions, apply func(ctx context.Context, stream io.Reader) error) (Selection, error) {
+	var sel Selection
+	err := applyStream(ctx, apply, func(ctx context.Context, w io.Writer) (err error) {
+		sel, err = WriteStream(ctx, w, c, o)
+		return err
+	})
+	return sel, err
+}
+
+// applyTallied is Apply, tallying what the replay changes (WriteStreamTally).
 func applyTallied(ctx context.Context, c *Chain, o ReplayOptions, apply func(ctx context.Context, stream io.Reader) error) (backup.ArchiveChanges, error) {
+	var changes backup.ArchiveChanges
+	err := applyStream(ctx, apply, func(ctx context.Context, w io.Writer) (err error) {
+		_, changes, err = WriteStreamTally(ctx, w, c, o)
+		return err
+	})
+	return changes, err
+}
+
+// applyStream runs write into a pipe that apply reads, and sorts out whose error it was.
+func applyStream(ctx context.Context, apply func(ctx context.Context, stream io.Reader) error, write func(ctx context.Context, w io.Writer) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
-	type written struct {
-		changes backup.ArchiveChanges
-		err     error
-	}
-	done := make(chan written, 1)
+	done := make(chan error, 1)
 	go func() {
-		_, ch, err := WriteStreamTally(ctx, pw, c, o)
+		err := write(ctx, pw)
 		pw.CloseWithError(err)
-		done <- written{ch, err}
+		done <- err
 	}()
 	in := bufio.NewReader(pr)
 	var applyErr error
@@ -52,18 +70,18 @@ func applyTallied(ctx context.Context, c *Chain, o ReplayOptions, apply func(ctx
 		cancel()
 	}
 	pr.CloseWithError(errStoppedReading)
-	w := <-done
+	writeErr := <-done
 	// The stream's error is the cause unless it comes from the database having stopped.
-	archiveFailed := w.err != nil && !errors.Is(w.err, errStoppedReading) && !(applyErr != nil && errors.Is(w.err, context.Canceled))
+	archiveFailed := writeErr != nil && !errors.Is(writeErr, errStoppedReading) && !(applyErr != nil && errors.Is(writeErr, context.Canceled))
 	switch {
 	case archiveFailed:
-		return w.changes, fmt.Errorf("the binlog archive, while replaying: %w (the replay is incomplete)", w.err)
+		return fmt.Errorf("the binlog archive, while replaying: %w (the replay is incomplete)", writeErr)
 	case applyErr != nil:
-		return w.changes, applyErr
-	case w.err != nil:
-		return w.changes, errors.New("the database stopped reading the binlog stream before its end (the replay is incomplete)")
+		return applyErr
+	case writeErr != nil:
+		return errors.New("the database stopped reading the binlog stream before its end (the replay is incomplete)")
 	}
-	return w.changes, nil
+	return nil
 }
 
 var errStoppedReading = errors.New("the database stopped reading")
