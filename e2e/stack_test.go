@@ -342,7 +342,7 @@ func testReplicationStatus(t *testing.T, ctx context.Context) {
 type pageResult struct {
 	Server        string   `json:"server"`
 	VisitID       int64    `json:"visit_id"`
-	Visits        int64    `json:"visits"`
+	LatestVisit   int64    `json:"latest_visit"`
 	ReadFrom      string   `json:"read_from"`
 	ReplicaInSync *bool    `json:"replica_in_sync"`
 	Errors        []string `json:"errors"`
@@ -382,6 +382,9 @@ func testReadYourWriteOnReplica(t *testing.T, ctx context.Context) {
 	p := fetchPage(t)
 	if p.VisitID == 0 || p.ReadFrom != "replica" {
 		t.Fatalf("page: %+v; want a visit id and reads from the replica", p)
+	}
+	if p.ReplicaInSync != nil && *p.ReplicaInSync && p.LatestVisit < p.VisitID {
+		t.Fatalf("page: %+v; the replica is in sync but its newest visit is older than the one just recorded", p)
 	}
 	start := time.Now()
 	err := eventually(time.Second, 50*time.Millisecond, func() error {

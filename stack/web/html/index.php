@@ -1,11 +1,11 @@
 <?php
 // The load-balanced page: says which server answered, records the visit on the primary, reads
-// the visit back from the replica and reports how far the replica is behind.
+// the newest visit back from the replica and reports how far the replica is behind.
 // ?format=json returns the same facts for scripts and tests.
 require __DIR__ . '/db.php';
 
 $server = server_name();
-$result = ['server' => $server, 'visit_id' => null, 'visits' => null,
+$result = ['server' => $server, 'visit_id' => null, 'latest_visit' => null,
            'read_from' => null, 'replica_in_sync' => null, 'primary_gtid' => null,
            'replica_gtid' => null, 'errors' => []];
 $status = 200;
@@ -41,7 +41,9 @@ if ($write) {
 // 150 ms), then to the primary. When neither answers that way (a promotion in progress: the
 // primary dead, the replica busy for an instant), the replica is tried once more with the
 // normal connect timeout: a slower read rather than none.
-$count = fn(mysqli $db) => (int) $db->query('SELECT COUNT(*) FROM visits')->fetch_row()[0];
+// The newest visit the reader holds: one step down the primary key's index, whatever the
+// table's size (COUNT(*) reads every row: the page got slower with every visit it recorded).
+$latest = fn(mysqli $db) => (int) $db->query('SELECT MAX(id) FROM visits')->fetch_row()[0];
 try {
     if (!db_available($replicaHost)) {
         throw new RuntimeException("replica $replicaHost is out (db-health, quarantined) or sends no greeting within 150 ms");
@@ -55,7 +57,7 @@ try {
             $result['replica_in_sync'] = $result['replica_gtid'] === $result['primary_gtid'];
         }
     }
-    $result['visits'] = $count($reader);
+    $result['latest_visit'] = $latest($reader);
     $result['read_from'] = 'replica';
 } catch (Throwable $e) {
     $fail('replica', $e);
@@ -63,7 +65,7 @@ try {
         if ($primary === null && !db_available($primaryHost)) {
             throw new RuntimeException("primary $primaryHost is out (db-health) or sends no greeting within 150 ms");
         }
-        $result['visits'] = $count($primary ?? db_connect($primaryHost));
+        $result['latest_visit'] = $latest($primary ?? db_connect($primaryHost));
         $result['read_from'] = 'primary';
     } catch (Throwable $e) {
         $fail('primary', $e);
@@ -75,14 +77,14 @@ try {
             if (db_marked_down($last)) {
                 throw new RuntimeException("both servers are out (db-health)");
             }
-            $result['visits'] = $count(db_connect($last));
+            $result['latest_visit'] = $latest(db_connect($last));
             $result['read_from'] = $last === $replicaHost ? 'replica' : 'primary';
         } catch (Throwable $e) {
             $fail('read', $e);
         }
     }
 }
-if (!$write && $result['visits'] === null) {
+if (!$write && $result['latest_visit'] === null) {
     $status = 503;
 }
 
@@ -111,7 +113,7 @@ $sync = match ($result['replica_in_sync']) {
 <p>This page was served by <strong><?= $h($server) ?></strong>.</p>
 <ul>
   <li>Visit recorded on the primary: #<?= $h($result['visit_id'] ?? '-') ?></li>
-  <li>Visits read from the <?= $h($result['read_from'] ?? 'database') ?>: <?= $h($result['visits'] ?? '-') ?></li>
+  <li>Newest visit on the <?= $h($result['read_from'] ?? 'database') ?>: #<?= $h($result['latest_visit'] ?? '-') ?></li>
   <li>Replication: <?= $sync ?></li>
 </ul>
 <?php foreach ($result['errors'] as $err): ?>
