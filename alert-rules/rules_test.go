@@ -51,6 +51,7 @@ var knownMetrics = map[string]string{
 	"mysql_global_variables_max_connections":          "live: mysqld_exporter global_variables",
 	"mysql_global_status_threads_connected":           "live: mysqld_exporter global_status",
 	"mysql_global_status_slow_queries":                "live: mysqld_exporter global_status",
+	"mysql_global_status_access_denied_errors":        "live: mysqld_exporter global_status",
 	"mysql_global_status_rpl_semi_sync_master_status": "live: mysqld_exporter global_status (ON 1, OFF 0; 0 with rpl_semi_sync_master_enabled OFF)",
 
 	"nginx_up":                   "live: nginx_exporter (0 when stub_status fails)",
