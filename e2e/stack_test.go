@@ -638,7 +638,7 @@ func testWebFaultsUnderLoad(t *testing.T, ctx context.Context) {
 // The replica catches up by itself when it returns.
 func testReplicaLossUnderLoad(t *testing.T, ctx context.Context) {
 	load := func(d time.Duration) *loadgen.Result {
-		r, err := loadgen.Run(ctx, loadgen.Options{URL: siteURL("/?format=json"), Concurrency: 20, Duration: d,
+		r, err := loadgen.Run(ctx, loadgen.Options{URL: siteURL("/?format=json"), Concurrency: 50, Duration: d,
 			Client: httpsClient(15 * time.Second), Timeout: loadgen.DefaultTimeout})
 		if err != nil {
 			t.Fatal(err)
