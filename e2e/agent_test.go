@@ -702,8 +702,8 @@ func TestAgentRollsOutWebChange(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		// 20 clients with a 2 s bound and no retries (see testWebFaultsUnderLoad for why not 50).
-		r, err := loadgen.Run(loadCtx, loadgen.Options{URL: siteURL("/"), Concurrency: 20, Duration: 10 * time.Minute,
+		// 50 clients with a 2 s bound and no retries.
+		r, err := loadgen.Run(loadCtx, loadgen.Options{URL: siteURL("/"), Concurrency: 50, Duration: 10 * time.Minute,
 			Client: httpsClient(15 * time.Second), ServerHeader: "X-Served-By", Timeout: loadgen.DefaultTimeout})
 		done <- result{r, err}
 	}()
@@ -797,7 +797,7 @@ func testNginxConfigReload(t *testing.T, ctx context.Context, s *stack, a *agent
 	defer stopLoad()
 	done := make(chan *loadgen.Result, 1)
 	go func() {
-		r, err := loadgen.Run(loadCtx, loadgen.Options{URL: siteURL("/"), Concurrency: 20, Duration: 10 * time.Minute,
+		r, err := loadgen.Run(loadCtx, loadgen.Options{URL: siteURL("/"), Concurrency: 50, Duration: 10 * time.Minute,
 			Client: httpsClient(15 * time.Second), Timeout: loadgen.DefaultTimeout})
 		if err != nil {
 			t.Error(err)
