@@ -577,10 +577,10 @@ func testPrimaryFailover(t *testing.T, ctx context.Context) {
 			if len(reads.Failures) > 0 {
 				t.Errorf("%d of %d reads failed, want 0", len(reads.Failures), reads.Requests)
 			}
-			// RTO target 5 s (docs/benchmarks.md has the measured values); asserted with room
-			// for a loaded machine.
-			if writesBack > 15*time.Second {
-				t.Errorf("writes came back %v after the fault, want within 15 s (target 5 s)", writesBack)
+			// RTO target 5 s (docs/benchmarks.md has the measured values: 1.2 to 4.9 s since
+			// the promotion accepts writes first); asserted with 3 s of room for a loaded machine.
+			if writesBack > 8*time.Second {
+				t.Errorf("writes came back %v after the fault, want within 8 s (target 5 s)", writesBack)
 			}
 			// The seed's check on the replica that is now db_master or db_slave.
 			replica := "db_slave"
