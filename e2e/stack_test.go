@@ -345,6 +345,8 @@ type pageResult struct {
 	LatestVisit   int64    `json:"latest_visit"`
 	ReadFrom      string   `json:"read_from"`
 	ReplicaInSync *bool    `json:"replica_in_sync"`
+	PrimaryGTID   string   `json:"primary_gtid"`
+	ReplicaGTID   string   `json:"replica_gtid"`
 	Errors        []string `json:"errors"`
 }
 
