@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"math/big"
@@ -188,6 +189,15 @@ func Drill(ctx context.Context, o DrillOptions) (DrillReport, error) {
 	sql, err := openUnverified(ctx, m, o.Reader, o.Identities, bytes)
 	if err == nil {
 		err = load(ctx, m, sql, o.Scratch)
+		if err != nil && !errors.Is(err, ErrCorrupt) && ctx.Err() == nil {
+			// The dump is loaded as it is decoded, so a corrupt one can make the scratch
+			// server's client fail first, on the garbage before the checksum that proves it
+			// (its error, or the broken input pipe's, would hide the corruption): the
+			// backup is read through once more to tell.
+			if _, verr := Verify(ctx, m, o.Reader, o.Identities, nil); errors.Is(verr, ErrCorrupt) {
+				err = fmt.Errorf("%w (the load failed first: %v)", verr, err)
+			}
+		}
 	}
 	if err != nil {
 		return rep, fmt.Errorf("%s: %w", what, err)

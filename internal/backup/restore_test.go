@@ -190,6 +190,26 @@ func TestDrill(t *testing.T) {
 	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: o.Auth, Reader: o.Reader, Scratch: scratch}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("corrupt: err = %v", err)
 	}
+	// The scratch server's client gives up on the garbage before the checksum is reached (its
+	// input pipe breaks): the drill still says the backup is corrupt.
+	quitter := &quittingServer{fakeServer: scratch}
+	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: o.Auth, Reader: o.Reader, Scratch: quitter}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "use of closed network connection") {
+		t.Fatalf("corrupt, the client quit first: err = %v", err)
+	}
+	// A load that fails for its own reason on a sound backup keeps its own error.
+	obj.data[len(obj.data)-2] ^= 1
+	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: o.Auth, Reader: o.Reader, Scratch: quitter}); err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "use of closed network connection") {
+		t.Fatalf("sound backup, the client quit: err = %v", err)
+	}
+}
+
+// quittingServer reads the first bytes of a load and fails, as a client that stopped on a
+// syntax error does.
+type quittingServer struct{ *fakeServer }
+
+func (q *quittingServer) Load(ctx context.Context, sql io.Reader) error {
+	io.CopyN(io.Discard, sql, 10)
+	return errors.New("send input: write unix @->/var/run/docker.sock: use of closed network connection")
 }
 
 // Nothing is touched, not even by a safety backup, for a backup whose manifest is not
