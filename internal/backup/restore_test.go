@@ -196,9 +196,10 @@ func TestDrill(t *testing.T) {
 	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: o.Auth, Reader: o.Reader, Scratch: quitter}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "use of closed network connection") {
 		t.Fatalf("corrupt, the client quit first: err = %v", err)
 	}
-	// A load that fails for its own reason on a sound backup keeps its own error.
-	obj.data[len(obj.data)-2] ^= 1
-	if _, err := Drill(context.Background(), DrillOptions{Backup: o.Backup, Auth: o.Auth, Reader: o.Reader, Scratch: quitter}); err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "use of closed network connection") {
+	// A load that fails for its own reason on a sound backup keeps its own error. (A fixture of
+	// its own: the drill above may still be decoding the corrupt object as it returns.)
+	sound, _, _, _ := restoreFixture(t)
+	if _, err := Drill(context.Background(), DrillOptions{Backup: sound.Backup, Auth: sound.Auth, Reader: sound.Reader, Scratch: quitter}); err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "use of closed network connection") {
 		t.Fatalf("sound backup, the client quit: err = %v", err)
 	}
 }
